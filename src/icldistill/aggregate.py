@@ -1,0 +1,62 @@
+"""Per-cell metrics files → the tidy table ``cells.csv``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .data import read_jsonl, write_json
+from .metrics import score
+from .tasks import get_task
+
+CELL_COLUMNS = ["model", "task", "condition", "language", "metric", "value", "n", "parse_failures", "model_id"]
+
+
+def score_cell(predictions_file: str | Path, data_file: str | Path, out_file: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Score one cell's predictions against its data and write the metrics file."""
+    predictions = read_jsonl(predictions_file)
+    references = read_jsonl(data_file)
+    if [p["id"] for p in predictions] != [r["id"] for r in references]:
+        raise ValueError(f"{predictions_file}: prediction ids do not match {data_file}")
+    result = score(meta["task"], meta["language"], [p["output"] for p in predictions], references)
+    per_example = result.pop("per_example")
+    record = meta | {"n": result.pop("n"), "parse_failures": result.pop("parse_failures")}
+    record["extra"] = {k: result.pop(k) for k in list(result) if k not in get_task(meta["task"]).metrics}
+    record["metrics"] = result
+    record["per_example"] = [{"id": r["id"]} | e for r, e in zip(references, per_example, strict=True)]
+    write_json(out_file, record)
+    return record
+
+
+def collect_cells(metric_files: list[str | Path]) -> pd.DataFrame:
+    """One row per (model, task, condition, language, metric)."""
+    rows = []
+    for path in metric_files:
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+        for metric, value in rec["metrics"].items():
+            rows.append(
+                {
+                    "model": rec["model"],
+                    "task": rec["task"],
+                    "condition": rec["condition"],
+                    "language": rec["language"],
+                    "metric": metric,
+                    "value": round(float(value), 4),
+                    "n": rec["n"],
+                    "parse_failures": rec["parse_failures"],
+                    "model_id": rec["model_id"],
+                }
+            )
+    return pd.DataFrame(rows, columns=CELL_COLUMNS)
+
+
+def write_cells(metric_files: list[str | Path], out_file: str | Path) -> pd.DataFrame:
+    cells = collect_cells(metric_files)
+    Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(out_file) + ".tmp")
+    cells.to_csv(tmp, index=False)
+    tmp.replace(out_file)
+    return cells

@@ -1,0 +1,165 @@
+"""Hugging Face transformers backend: batched greedy generation with shared-prefix KV reuse.
+
+Prefill dominates the cost of few-shot prompts, and every prompt of a cell starts with the
+same prefix (system message + demonstrations). The prefix is encoded once per cell and its
+KV cache is copied into every batch. Suffixes are left-padded, so pads sit between prefix
+and suffix; the attention mask covers prefix and suffix and positions follow from its
+cumulative sum, which gives the same greedy tokens as encoding each prompt whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..models import load_causal_lm, load_tokenizer
+from ..prompts import PromptSet
+
+log = logging.getLogger(__name__)
+
+
+class HFBackend:
+    """Greedy generation and label log-likelihood with a Hugging Face causal LM.
+
+    ``adapter`` is a PEFT adapter folder applied on top of the model (trained conditions).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        dtype: str = "auto",
+        batch_size: int = 16,
+        reuse_prefix: bool = True,
+        trust_remote_code: bool = False,
+        adapter: str | Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.tokenizer = load_tokenizer(model_path, trust_remote_code)
+        self.model = load_causal_lm(model_path, dtype, trust_remote_code)
+        if adapter is not None:
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, str(adapter)).merge_and_unload().eval()
+        self.device = next(self.model.parameters()).device
+        self.batch_size = batch_size
+        self.reuse_prefix = reuse_prefix
+        self.progress = progress
+        eos = self.model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos:
+            eos.append(self.tokenizer.eos_token_id)
+        self.eos_token_ids = eos
+        self.pad_id = self.tokenizer.pad_token_id
+
+    # -- tokenisation -------------------------------------------------------------------
+    def encode(self, prompts: PromptSet) -> tuple[list[int], list[list[int]]]:
+        """Prefix ids and suffix ids, tokenised separately (the prefix ids are an exact
+        prefix of every prompt's ids). Chat templates carry their own special tokens."""
+        tok = self.tokenizer
+        prefix = tok(prompts.prefix, add_special_tokens=not prompts.chat_template).input_ids if prompts.prefix else []
+        if not prompts.prefix and not prompts.chat_template:
+            suffixes = [tok(s, add_special_tokens=True).input_ids for s in prompts.suffixes]
+        else:
+            suffixes = [tok(s, add_special_tokens=False).input_ids for s in prompts.suffixes]
+        return prefix, suffixes
+
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            if s:
+                ids[i, width - len(s) :] = torch.tensor(s)
+                mask[i, width - len(s) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @torch.no_grad()
+    def _prefix_cache(self, prefix: list[int]) -> Any:
+        if not prefix or not self.reuse_prefix:
+            return None
+        out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+        return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+
+    @staticmethod
+    def _batch_cache(cache: Any, size: int) -> Any:
+        # generate() and forward() mutate the cache they are given: copy it for every batch
+        batch_cache = copy.deepcopy(cache)
+        batch_cache.batch_repeat_interleave(size)
+        return batch_cache
+
+    def _batches(self, lengths: list[int], desc: str):
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        starts = range(0, len(order), self.batch_size)
+        bar = tqdm(starts, desc=desc, file=sys.stderr, disable=not self.progress, mininterval=5)
+        for start in bar:
+            yield order[start : start + self.batch_size]
+
+    # -- generation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompts: PromptSet, max_new_tokens: list[int]) -> list[str]:
+        """Greedy completions, in the order of ``prompts``."""
+        from transformers import GenerationConfig
+
+        prefix, suffixes = self.encode(prompts)
+        cache = self._prefix_cache(prefix)
+        outputs: list[str] = [""] * len(suffixes)
+        for batch in self._batches([len(s) for s in suffixes], "generate"):
+            if cache is not None:
+                suffix_ids, suffix_mask = self._left_pad([suffixes[i] for i in batch])
+                n = len(batch)
+                input_ids = torch.cat([torch.tensor([prefix], device=self.device).expand(n, -1), suffix_ids], dim=1)
+                mask = torch.cat([torch.ones((n, len(prefix)), dtype=torch.long, device=self.device), suffix_mask], dim=1)
+                extra = {"cache": self._batch_cache(cache, n)}
+            else:
+                input_ids, mask = self._left_pad([prefix + suffixes[i] for i in batch])
+                extra = {}
+            config = GenerationConfig(
+                max_new_tokens=max(max_new_tokens[i] for i in batch),
+                do_sample=False,
+                pad_token_id=self.pad_id,
+                eos_token_id=self.eos_token_ids,
+            )
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config, **extra)
+            new = out[:, input_ids.shape[1] :]
+            for row, i in enumerate(batch):
+                tokens = new[row, : max_new_tokens[i]].tolist()
+                outputs[i] = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return outputs
+
+    # -- label scoring --------------------------------------------------------------------
+    @torch.no_grad()
+    def loglik(self, prompts: PromptSet, choices: list[str]) -> list[list[float]]:
+        """Sum of log-probabilities of each choice's tokens appended to each prompt."""
+        prefix, suffixes = self.encode(prompts)
+        choice_ids = [self.tokenizer(c, add_special_tokens=False).input_ids for c in choices]
+        cache = self._prefix_cache(prefix)
+        pairs = [(i, j) for i in range(len(suffixes)) for j in range(len(choices))]
+        scores = [[0.0] * len(choices) for _ in suffixes]
+        lengths = [len(suffixes[i]) + len(choice_ids[j]) for i, j in pairs]
+        for batch in self._batches(lengths, "loglik"):
+            seqs = [suffixes[pairs[b][0]] + choice_ids[pairs[b][1]] for b in batch]
+            if cache is not None:
+                ids, smask = self._left_pad(seqs)
+                n = len(batch)
+                mask = torch.cat([torch.ones((n, len(prefix)), dtype=torch.long, device=self.device), smask], dim=1)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix) :]
+                logits = self.model(
+                    input_ids=ids, attention_mask=mask, position_ids=positions, cache=self._batch_cache(cache, n)
+                ).logits
+            else:
+                ids, mask = self._left_pad([prefix + s for s in seqs])
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            for row, b in enumerate(batch):
+                i, j = pairs[b]
+                c = len(choice_ids[j])
+                targets = ids[row, -c:]
+                scores[i][j] = logprobs[row, -c - 1 : -1].gather(-1, targets[:, None]).sum().item()
+        return scores

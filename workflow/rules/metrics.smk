@@ -1,0 +1,15 @@
+rule score_cell:
+    """The task's metrics of one cell (model, task, condition, language)."""
+    input:
+        predictions=PREDICTIONS_DIR,
+        data=DATA.replace("{split}", eval_split()),
+    output:
+        metrics=METRICS,
+    params:
+        display_name=lambda wc: display_name(config, wc.model),
+    log:
+        f"{LOGS}/score_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/score_cell.py"

@@ -1,0 +1,11 @@
+from icldistill.logs import to_file
+from icldistill.render import read_cells, render_report
+
+to_file(snakemake.log[0])
+render_report(
+    read_cells(snakemake.input.cells),
+    snakemake.params.out_dir,
+    focus_model=snakemake.params.focus_model,
+    heatmap_condition=snakemake.params.heatmap_condition,
+    template=snakemake.input.template,
+)

@@ -1,0 +1,19 @@
+from pathlib import Path
+
+import torch
+
+from icldistill.inference import run_inference
+from icldistill.logs import to_file
+
+to_file(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+p = snakemake.params
+prompts, out = Path(snakemake.input.prompts), Path(snakemake.output.predictions)
+run_inference(
+    p.model_path,
+    snakemake.wildcards.task,
+    [str(prompts / f"{lang}.json") for lang in p.languages],
+    list(snakemake.input.data),
+    [str(out / f"{lang}.jsonl") for lang in p.languages],
+    p.settings,
+)
