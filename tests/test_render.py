@@ -18,19 +18,12 @@ from icldistill.render.figures import write_figures
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEED_CELLS = FIXTURES / "seed_cells.csv"
 # The seed report lives beside the repository: <repo>/../shared/reference/seed-report.md.
-SEED_REPORT = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "reference"
-    / "seed-report.md"
-)
+SEED_REPORT = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "seed-report.md"
 
 
 def _load_fixture_helper():
     """Import tests/fixtures/seed_tables.py (the fixtures folder is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "seed_tables", FIXTURES / "seed_tables.py"
-    )
+    spec = importlib.util.spec_from_file_location("seed_tables", FIXTURES / "seed_tables.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -44,9 +37,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def seed_text() -> str:
     if not SEED_REPORT.is_file():
-        pytest.skip(
-            f"seed report not found at {SEED_REPORT}; it is needed to check the fixture render"
-        )
+        pytest.skip(f"seed report not found at {SEED_REPORT}; it is needed to check the fixture render")
     return SEED_REPORT.read_text(encoding="utf-8")
 
 
@@ -58,9 +49,7 @@ def seed_render(tmp_path_factory) -> Path:
 
 def make_cells(rows, extra_columns: bool = False) -> pd.DataFrame:
     """cells.csv-like frame from (model, task, condition, language, metric, value) tuples."""
-    frame = pd.DataFrame(
-        rows, columns=["model", "task", "condition", "language", "metric", "value"]
-    )
+    frame = pd.DataFrame(rows, columns=["model", "task", "condition", "language", "metric", "value"])
     frame["n"] = 10
     if extra_columns:
         frame["seed"] = 1
@@ -90,9 +79,7 @@ def test_every_seed_table_number_comes_back(seed_render):
         assert list(ours_rows) == [row[0] for row in seed_table["rows"]], heading
         for seed_row in seed_table["rows"]:
             our_row = ours_rows[seed_row[0]]
-            for column, seed_cell, our_cell in zip(
-                seed_table["header"], seed_row, our_row, strict=True
-            ):
+            for column, seed_cell, our_cell in zip(seed_table["header"], seed_row, our_row, strict=True):
                 if column in ("Observation", seed_table["header"][0]):
                     continue
                 want, got = (
@@ -103,9 +90,7 @@ def test_every_seed_table_number_comes_back(seed_render):
                 if want is None:
                     assert got is None, where
                 else:
-                    assert got is not None and abs(got - want) <= 0.1 + 1e-9, (
-                        f"{where}: {got} != {want}"
-                    )
+                    assert got is not None and abs(got - want) <= 0.1 + 1e-9, f"{where}: {got} != {want}"
                     compared += 1
     assert compared > 250
 
@@ -113,9 +98,7 @@ def test_every_seed_table_number_comes_back(seed_render):
 def test_seed_bold_deltas_and_observations(seed_render):
     rendered = seed_tables.parse_tables(seed_render.read_text(encoding="utf-8"))
     overview = rendered[("Per-Task × Condition Overview (Llama-3.2-3B)",)]
-    expected = seed_tables.parse_tables(seed_text())[
-        ("Per-Task × Condition Overview (Llama-3.2-3B)",)
-    ]
+    expected = seed_tables.parse_tables(seed_text())[("Per-Task × Condition Overview (Llama-3.2-3B)",)]
     assert overview["rows"] == expected["rows"]
     gap = rendered[("Analysis", "The FT ≥ Distilled ≥ Control Ordering")]
     notes = {row[0]: row[-1] for row in gap["rows"]}
@@ -138,9 +121,7 @@ def test_seed_prose_numbers(seed_render):
     assert "23 non-English" in text
     for name in ("task_bar.png", "gap.png", "heatmap_distilled.png"):
         assert f"](figures/{name})" in text
-        assert (
-            (seed_render.parent / "figures" / name).read_bytes().startswith(PNG_MAGIC)
-        )
+        assert (seed_render.parent / "figures" / name).read_bytes().startswith(PNG_MAGIC)
 
 
 def test_seed_summary_counts():
@@ -184,9 +165,7 @@ def test_language_table_avg_and_missing():
             ]
         )
     )
-    grid = tables.language_table(
-        cells, "base", "pa", "accuracy", ["A", "B"], ["en", "hi", "es", "de"]
-    )
+    grid = tables.language_table(cells, "base", "pa", "accuracy", ["A", "B"], ["en", "hi", "es", "de"])
     assert grid.at["A", "Avg"] == pytest.approx(55.5)
     assert math.isnan(grid.at["A", "hi"]) and math.isnan(grid.at["A", "es"])
     assert math.isnan(grid.at["B", "Avg"])
@@ -253,14 +232,10 @@ def test_observation_thresholds(gap, largest, expected):
 
 
 def test_gap_observations_mention_control():
-    gaps = pd.DataFrame(
-        {"distilled": [-2.0, -3.0], "control": [-2.5, 0.0]}, index=["qa", "pa"]
-    )
+    gaps = pd.DataFrame({"distilled": [-2.0, -3.0], "control": [-2.5, 0.0]}, index=["qa", "pa"])
     notes = tables.gap_observations(gaps)
     assert notes["qa"] == "Small regression (−2.0 pp); Control ≈ Distilled"
-    assert (
-        notes["pa"] == "Small regression (−3.0 pp); Control beats Distilled (+3.0 pp)"
-    )
+    assert notes["pa"] == "Small regression (−3.0 pp); Control beats Distilled (+3.0 pp)"
 
 
 def test_ordering_counts_partial():
@@ -331,9 +306,7 @@ def inference_only_cells() -> pd.DataFrame:
 
 def test_base_fewshot_only_grid_renders_cleanly(tmp_path):
     (tmp_path / "figures").mkdir()
-    (tmp_path / "figures" / "gap.png").write_bytes(
-        PNG_MAGIC
-    )  # left by an earlier render
+    (tmp_path / "figures" / "gap.png").write_bytes(PNG_MAGIC)  # left by an earlier render
     report = render_report(inference_only_cells(), tmp_path)
     text = report.read_text(encoding="utf-8")
     headings = [line for line in text.splitlines() if line.startswith("#")]
@@ -359,9 +332,7 @@ def test_base_fewshot_only_grid_renders_cleanly(tmp_path):
         "heatmap_fewshot.png",
         "task_bar.png",
     ]
-    overview = seed_tables.parse_tables(text)[
-        ("Per-Task × Condition Overview (Small)",)
-    ]
+    overview = seed_tables.parse_tables(text)[("Per-Task × Condition Overview (Small)",)]
     assert overview["header"] == ["Task", "Base", "Few-Shot"]
     assert overview["rows"][0] == ["NLI (Acc %)", "45.0", "50.0"]
 
@@ -380,9 +351,7 @@ def test_unknown_condition_after_known_ones(tmp_path):
         "distilled",
         "distilled_lam005",
     ]
-    text = render_report(
-        cells, tmp_path, heatmap_condition="distilled_lam005"
-    ).read_text(encoding="utf-8")
+    text = render_report(cells, tmp_path, heatmap_condition="distilled_lam005").read_text(encoding="utf-8")
     summary = seed_tables.parse_tables(text)[("Summary: Average Score per Condition",)]
     assert summary["header"] == [
         "Model",
@@ -392,11 +361,7 @@ def test_unknown_condition_after_known_ones(tmp_path):
         "distilled_lam005",
     ]
     sections = [line for line in text.splitlines() if line.startswith("## ")]
-    assert (
-        sections.index("## Distilled")
-        < sections.index("## distilled_lam005")
-        < sections.index("## Analysis")
-    )
+    assert sections.index("## Distilled") < sections.index("## distilled_lam005") < sections.index("## Analysis")
     assert "> - **distilled_lam005**:" in text
     assert text.splitlines()[2].startswith("**Model**: M  **Tasks**: NLI (XNLI)")
     # Fine-tuned and distilled present, control absent: no Ctrl−FT column, no ordering chain.
@@ -427,28 +392,16 @@ def test_cli_and_options(tmp_path, capsys):
     cells_csv = tmp_path / "cells.csv"
     inference_only_cells().assign(extra="ignored").to_csv(cells_csv, index=False)
     out = tmp_path / "out"
-    assert (
-        cli_main(["--cells", str(cells_csv), "--out", str(out), "--focus-model", "Big"])
-        == 0
-    )
+    assert cli_main(["--cells", str(cells_csv), "--out", str(out), "--focus-model", "Big"]) == 0
     assert capsys.readouterr().out.strip() == str(out / "RESULTS.md")
-    assert "### Overall Results (Big)" in (out / "RESULTS.md").read_text(
-        encoding="utf-8"
-    )
-    assert (
-        cli_main(
-            ["--cells", str(cells_csv), "--out", str(out), "--focus-model", "Nope"]
-        )
-        == 2
-    )
+    assert "### Overall Results (Big)" in (out / "RESULTS.md").read_text(encoding="utf-8")
+    assert cli_main(["--cells", str(cells_csv), "--out", str(out), "--focus-model", "Nope"]) == 2
     assert "Nope" in capsys.readouterr().err
 
 
 def test_custom_template(tmp_path):
     template = tmp_path / "mini.md.j2"
-    template.write_text(
-        "{{ focus_model }}: {{ summary.rows | length }} models\n", encoding="utf-8"
-    )
+    template.write_text("{{ focus_model }}: {{ summary.rows | length }} models\n", encoding="utf-8")
     report = render_report(inference_only_cells(), tmp_path / "out", template=template)
     assert report.read_text(encoding="utf-8") == "Small: 2 models\n"
 

@@ -15,7 +15,9 @@ from .tasks import get_task
 CELL_COLUMNS = ["model", "task", "condition", "language", "metric", "value", "n", "parse_failures", "model_id"]
 
 
-def score_cell(predictions_file: str | Path, data_file: str | Path, out_file: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+def score_cell(
+    predictions_file: str | Path, data_file: str | Path, out_file: str | Path, meta: dict[str, Any]
+) -> dict[str, Any]:
     """Score one cell's predictions against its data and write the metrics file."""
     predictions = read_jsonl(predictions_file)
     references = read_jsonl(data_file)

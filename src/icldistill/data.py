@@ -133,7 +133,16 @@ def write_json(path: str | Path, obj: Any) -> None:
     tmp.replace(path)
 
 
-def prepare_split(source: dict[str, Any], task: str, split: str, lang: str, cap: int | None, seed: int, out: str | Path, manifest: str | Path) -> None:
+def prepare_split(
+    source: dict[str, Any],
+    task: str,
+    split: str,
+    lang: str,
+    cap: int | None,
+    seed: int,
+    out: str | Path,
+    manifest: str | Path,
+) -> None:
     """Load, validate and sample one split; write the rows and a manifest recording the sample."""
     rows = load_split(source, task, split, lang)
     sample_seed = stable_seed(seed, task, split, lang)

@@ -32,7 +32,9 @@ def make_backend(model_path: str | Path, settings: dict[str, Any], adapter: str 
     raise ValueError(f"generation.backend: unknown backend {name!r}")
 
 
-def predict_cell(backend: Any, task_id: str, prompts: PromptSet, rows: list[dict], settings: dict[str, Any]) -> list[dict]:
+def predict_cell(
+    backend: Any, task_id: str, prompts: PromptSet, rows: list[dict], settings: dict[str, Any]
+) -> list[dict]:
     """Prediction rows ``{"id", "output"}`` (plus ``"scores"`` under loglik scoring)."""
     task = get_task(task_id)
     if [r["id"] for r in rows] != prompts.ids:

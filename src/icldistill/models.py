@@ -87,11 +87,15 @@ def resolve_dtype(name: str) -> Any:
         raise ModelError(f"unknown dtype {name!r}; expected auto, bfloat16, float16 or float32") from None
 
 
-def load_causal_lm(path: str | Path, dtype: str = "auto", trust_remote_code: bool = False, device: str | None = None) -> Any:
+def load_causal_lm(
+    path: str | Path, dtype: str = "auto", trust_remote_code: bool = False, device: str | None = None
+) -> Any:
     """A causal LM in eval mode on ``device`` (CUDA when available)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code
+    )
     return model.to(device).eval()

@@ -113,8 +113,9 @@ def build_prompts(
         system = _split_chat(tokenizer, task, [], rows[0])[0] if chat else _split_plain(task, [], rows[0])[0]
         shared = system if all(p.startswith(system) for p in prefixes) else ""
     suffixes = [p[len(shared) :] + s for p, s in zip(prefixes, suffixes, strict=True)]
-    return PromptSet(prefix=shared, suffixes=suffixes, ids=[r["id"] for r in rows], demonstrations=demo_ids, chat_template=chat)
-
+    return PromptSet(
+        prefix=shared, suffixes=suffixes, ids=[r["id"] for r in rows], demonstrations=demo_ids, chat_template=chat
+    )
 
 
 def write_prompt_files(

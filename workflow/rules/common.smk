@@ -7,12 +7,27 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from icldistill.config import ConfigError, cells, check_config, display_name, shots, task_languages
+from icldistill.config import (
+    ConfigError,
+    cells,
+    check_config,
+    display_name,
+    shots,
+    task_languages,
+)
 from icldistill.tasks import get_task
 
 validate(config, schema="../../config/schema/config.schema.yaml")
+if (
+    config["data"].get("source") == "local"
+    and not Path(config["data"].get("path", "")).is_dir()
+):
+    # a relative data path not found in the working directory is read from the repository
+    config["data"]["path"] = str(
+        Path(workflow.basedir) / config["data"].get("path", "")
+    )
 try:
-    check_config(config, root=Path(workflow.basedir))
+    check_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -40,11 +55,10 @@ PROMPTS_DIR = "results/{model}/{task}/prompts/{shots}shot"
 PREDICTIONS_DIR = "results/{model}/{task}/{condition}/predictions"
 METRICS = "results/{model}/{task}/{condition}/metrics/{lang}.json"
 CELLS = "results/tables/cells.csv"
-RESULTS_DIR = "results"
 RESULTS_MD = "results/RESULTS.md"
 FIGURE = "results/figures/{name}.png"
 LOGS = "results/logs"
-REPORT_TEMPLATE = "report/templates/results.md.j2"
+REPORT_TEMPLATE = str(Path(workflow.basedir) / "report" / "templates" / "results.md.j2")
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -72,13 +86,15 @@ def condition_shots(wildcards):
     return shots(config, wildcards.condition, wildcards.task)
 
 
-
 def languages_of(wildcards):
     return task_languages(config, wildcards.task)
 
 
 def eval_data(wildcards):
-    return [DATA.format(task=wildcards.task, split=eval_split(), lang=lang) for lang in languages_of(wildcards)]
+    return [
+        DATA.format(task=wildcards.task, split=eval_split(), lang=lang)
+        for lang in languages_of(wildcards)
+    ]
 
 
 def figure_names():
@@ -94,9 +110,47 @@ def figure_names():
 
 def all_metrics():
     return [
-        METRICS.format(model=c.model, task=c.task, condition=c.condition, lang=c.language) for c in cells(config)
+        METRICS.format(
+            model=c.model, task=c.task, condition=c.condition, lang=c.language
+        )
+        for c in cells(config)
     ]
 
 
 def get_final_output():
     return [RESULTS_MD, CELLS] + [FIGURE.format(name=n) for n in figure_names()]
+
+
+def demonstration_pools(wildcards):
+    """One demonstration pool per language: English train (default) or same-language dev."""
+    if int(wildcards.shots) == 0:
+        return []
+    if config["few_shot"].get("demonstrations", "train") == "dev":
+        return [
+            DATA.format(task=wildcards.task, split="dev", lang=lang)
+            for lang in languages_of(wildcards)
+        ]
+    return [DATA.format(task=wildcards.task, split="train", lang="en")] * len(
+        languages_of(wildcards)
+    )
+
+
+def condition_prompts(wildcards):
+    return PROMPTS_DIR.format(
+        model=wildcards.model, task=wildcards.task, shots=condition_shots(wildcards)
+    )
+
+
+def inference_settings(wildcards):
+    """Exactly the settings predictions depend on (a change reruns only affected jobs)."""
+    gen = config["generation"]
+    model = config["models"][wildcards.model]
+    return {
+        "backend": gen.get("backend", "hf"),
+        "batch_size": gen.get("batch_size", 16),
+        "reuse_prefix": gen.get("reuse_prefix", True),
+        "max_new_tokens": (gen.get("max_new_tokens") or {}).get(wildcards.task),
+        "scoring": (config.get("scoring") or {}).get(wildcards.task, "generate"),
+        "dtype": model.get("dtype", "auto"),
+        "trust_remote_code": model.get("trust_remote_code", False),
+    }

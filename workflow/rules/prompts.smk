@@ -1,12 +1,3 @@
-def demonstration_pools(wildcards):
-    """One demonstration pool per language: English train (default) or same-language dev."""
-    if int(wildcards.shots) == 0:
-        return []
-    if config["few_shot"].get("demonstrations", "train") == "dev":
-        return [DATA.format(task=wildcards.task, split="dev", lang=lang) for lang in languages_of(wildcards)]
-    return [DATA.format(task=wildcards.task, split="train", lang="en")] * len(languages_of(wildcards))
-
-
 rule build_prompts:
     """Zero- or k-shot prompts of every language of one (model, task), chat-templated."""
     input:
@@ -15,16 +6,18 @@ rule build_prompts:
         pool=demonstration_pools,
     output:
         prompts=directory(PROMPTS_DIR),
+    log:
+        f"{LOGS}/build_prompts/{{model}}.{{task}}.{{shots}}shot.log",
+    conda:
+        "../../envs/inference.yaml"
     params:
         model_path=lambda wc: model_path(wc.model),
         languages=languages_of,
         seed=config["few_shot"].get("seed", 1234),
         resample=config["few_shot"].get("resample_per_example", False),
         demonstrations=config["few_shot"].get("demonstrations", "train"),
-        trust_remote_code=lambda wc: config["models"][wc.model].get("trust_remote_code", False),
-    log:
-        f"{LOGS}/build_prompts/{{model}}.{{task}}.{{shots}}shot.log",
-    conda:
-        "../../envs/inference.yaml"
+        trust_remote_code=lambda wc: config["models"][wc.model].get(
+            "trust_remote_code", False
+        ),
     script:
         "../scripts/build_prompts.py"

@@ -3,5 +3,11 @@ from icldistill.logs import to_file
 
 to_file(snakemake.log[0])
 w = snakemake.wildcards
-meta = {"model": snakemake.params.display_name, "model_id": w.model, "task": w.task, "condition": w.condition, "language": w.lang}
+meta = {
+    "model": snakemake.params.display_name,
+    "model_id": w.model,
+    "task": w.task,
+    "condition": w.condition,
+    "language": w.lang,
+}
 score_cell(f"{snakemake.input.predictions}/{w.lang}.jsonl", snakemake.input.data, snakemake.output.metrics, meta)

@@ -114,7 +114,9 @@ class HFBackend:
                 suffix_ids, suffix_mask = self._left_pad([suffixes[i] for i in batch])
                 n = len(batch)
                 input_ids = torch.cat([torch.tensor([prefix], device=self.device).expand(n, -1), suffix_ids], dim=1)
-                mask = torch.cat([torch.ones((n, len(prefix)), dtype=torch.long, device=self.device), suffix_mask], dim=1)
+                mask = torch.cat(
+                    [torch.ones((n, len(prefix)), dtype=torch.long, device=self.device), suffix_mask], dim=1
+                )
                 extra = {"cache": self._batch_cache(cache, n)}
             else:
                 input_ids, mask = self._left_pad([prefix + suffixes[i] for i in batch])

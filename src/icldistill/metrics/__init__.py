@@ -46,7 +46,9 @@ def _qa_scores(task, lang, predictions, references):
 
 def _tag_sequences(task, predictions, references):
     parsed = [task.parse(p, r) for p, r in zip(predictions, references, strict=True)]
-    pred_tags = [p if p is not None else [task.pad_tag] * len(r["tokens"]) for p, r in zip(parsed, references, strict=True)]
+    pred_tags = [
+        p if p is not None else [task.pad_tag] * len(r["tokens"]) for p, r in zip(parsed, references, strict=True)
+    ]
     gold_tags = [r[task.tag_field] for r in references]
     return parsed, pred_tags, gold_tags
 
@@ -101,7 +103,8 @@ def score(task: str, lang: str, predictions: Sequence[str], references: Sequence
     result["parse_failures"] = sum(p is None for p in parsed)
     if spec.answer_format == "tags":
         result["length_mismatches"] = sum(
-            p is not None and len(_raw_tags(o)) != len(r["tokens"]) for p, o, r in zip(parsed, predictions, references, strict=True)
+            p is not None and len(_raw_tags(o)) != len(r["tokens"])
+            for p, o, r in zip(parsed, predictions, references, strict=True)
         )
     result["per_example"] = per_example
     return result

@@ -17,9 +17,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m icldistill.render",
         description="Write DIR/RESULTS.md and DIR/figures/*.png from a tidy cells.csv table.",
     )
-    parser.add_argument(
-        "--cells", required=True, type=Path, help="tidy cells.csv table"
-    )
+    parser.add_argument("--cells", required=True, type=Path, help="tidy cells.csv table")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
         "--focus-model",

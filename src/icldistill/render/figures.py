@@ -47,12 +47,8 @@ def task_title(task: str) -> str:
     return TASK_TITLES.get(task, task.upper())
 
 
-def _new_figure(
-    width: float, height: float, style: str = "ticks"
-) -> tuple[Figure, object]:
-    with sns.axes_style(
-        style, {"axes.grid": True, "grid.linestyle": "--", "grid.color": "#E6E6E6"}
-    ):
+def _new_figure(width: float, height: float, style: str = "ticks") -> tuple[Figure, object]:
+    with sns.axes_style(style, {"axes.grid": True, "grid.linestyle": "--", "grid.color": "#E6E6E6"}):
         figure = Figure(figsize=(width, height), dpi=DPI)
         FigureCanvasAgg(figure)
         axes = figure.subplots()
@@ -70,9 +66,7 @@ def _save(figure: Figure, path: str | PathLike) -> Path:
 
 def _long(table: pd.DataFrame, row_name: str, column_name: str) -> pd.DataFrame:
     """Row × column table → long frame with one row per cell (NaN values kept)."""
-    long = table.rename_axis(index=row_name, columns=column_name).stack(
-        future_stack=True
-    )
+    long = table.rename_axis(index=row_name, columns=column_name).stack(future_stack=True)
     return long.rename("value").reset_index()
 
 
@@ -99,10 +93,7 @@ def task_bar(overview: pd.DataFrame, focus_model: str, path: str | PathLike) -> 
         ax=axes,
     )
     for container in axes.containers:
-        labels = [
-            tables.decimal1(v) if not math.isnan(v) else ""
-            for v in container.datavalues
-        ]
+        labels = [tables.decimal1(v) if not math.isnan(v) else "" for v in container.datavalues]
         axes.bar_label(
             container,
             labels=labels,
@@ -127,18 +118,13 @@ def task_bar(overview: pd.DataFrame, focus_model: str, path: str | PathLike) -> 
     return _save(figure, path)
 
 
-def gap_bars(
-    gaps: pd.DataFrame, focus_model: str, path: str | PathLike, subtitle: str = ""
-) -> Path:
+def gap_bars(gaps: pd.DataFrame, focus_model: str, path: str | PathLike, subtitle: str = "") -> Path:
     """Bars of Distilled − Fine-Tuned and Control − Fine-Tuned per task around a zero line.
 
     ``gaps`` is :func:`tables.gaps_to_finetuned` (tasks × gap conditions, in pp).
     """
     colors = condition_colors(list(gaps.columns))
-    names = {
-        c: f"{condition_label(c)} − {condition_label(tables.REFERENCE_CONDITION)}"
-        for c in gaps.columns
-    }
+    names = {c: f"{condition_label(c)} − {condition_label(tables.REFERENCE_CONDITION)}" for c in gaps.columns}
     labelled = gaps.rename(index=task_title, columns=names)
     data = _long(labelled, "task", "series")
     figure, axes = _new_figure(max(8.0, 2.2 * len(gaps.index)), 5.0)
@@ -188,27 +174,21 @@ def gap_bars(
     return _save(figure, path)
 
 
-def heatmap(
-    grid: pd.DataFrame, focus_model: str, condition: str, path: str | PathLike
-) -> Path:
+def heatmap(grid: pd.DataFrame, focus_model: str, condition: str, path: str | PathLike) -> Path:
     """Annotated task × language heatmap of one condition; cells without a result are grey.
 
     ``grid`` holds tasks as rows and languages as columns (primary metric, in %).
     """
     labelled = grid.rename(index=task_title, columns=language_label).astype(float)
     width = 1.6 + 1.1 * len(labelled.columns)
-    figure, axes = _new_figure(
-        max(6.5, width), 0.75 * len(labelled.index) + 1.6, style="white"
-    )
+    figure, axes = _new_figure(max(6.5, width), 0.75 * len(labelled.index) + 1.6, style="white")
     sns.heatmap(
         labelled,
         mask=labelled.isna(),
         cmap="RdYlGn",
         vmin=0,
         vmax=100,
-        annot=labelled.map(
-            lambda v: "" if math.isnan(v) else tables.decimal1(v)
-        ).to_numpy(),
+        annot=labelled.map(lambda v: "" if math.isnan(v) else tables.decimal1(v)).to_numpy(),
         fmt="",
         annot_kws={"fontsize": 10},
         linewidths=1.5,
@@ -298,14 +278,10 @@ def write_figures(
     gaps = tables.gaps_to_finetuned(overview)
     if gaps.notna().any().any():
         subtitle = gap_subtitle(tables.ordering_counts(overview))
-        written.append(
-            gap_bars(gaps, focus_model, figures_dir / names["gap"], subtitle)
-        )
+        written.append(gap_bars(gaps, focus_model, figures_dir / names["gap"], subtitle))
     else:
         # A gap figure left from an earlier render would contradict this report.
         (figures_dir / names["gap"]).unlink(missing_ok=True)
     grid = task_language_grid(cells, focus_model, heatmap_condition)
-    written.append(
-        heatmap(grid, focus_model, heatmap_condition, figures_dir / names["heatmap"])
-    )
+    written.append(heatmap(grid, focus_model, heatmap_condition, figures_dir / names["heatmap"]))
     return written

@@ -23,17 +23,13 @@ from icldistill.vocab import (
 )
 
 #: The template used when none is given: ``report/templates/results.md.j2`` of the repository.
-DEFAULT_TEMPLATE = (
-    Path(__file__).resolve().parents[3] / "report" / "templates" / "results.md.j2"
-)
+DEFAULT_TEMPLATE = Path(__file__).resolve().parents[3] / "report" / "templates" / "results.md.j2"
 
 #: Conditions that involve no training; any other condition (user-defined ones too) trains.
 INFERENCE_ONLY_CONDITIONS = frozenset({"base", "fewshot"})
 
 #: Extra metric tables printed after a task's primary table: task → [(metric, heading)].
-SECONDARY_TABLES: dict[str, list[tuple[str, str]]] = {
-    "qa": [("exact_match", "QA Exact Match (%)")]
-}
+SECONDARY_TABLES: dict[str, list[tuple[str, str]]] = {"qa": [("exact_match", "QA Exact Match (%)")]}
 
 #: Column headers of the gaps to Fine-Tuned: (overview header, analysis header).
 GAP_HEADERS: dict[str, tuple[str, str]] = {
@@ -71,9 +67,7 @@ def task_title(task: str) -> str:
     return figures.task_title(task)
 
 
-def table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], notes: bool = False
-) -> dict:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], notes: bool = False) -> dict:
     """A table for the template: header, rows of strings, and whether the last column is prose."""
     return {
         "header": [cell_text(h) for h in header],
@@ -114,9 +108,7 @@ def condition_sections(cells: pd.DataFrame) -> list[dict]:
             blocks.append(
                 {
                     "heading": f"### {task_title(task)}",
-                    "table": language_section_table(
-                        cells, condition, task, metric, models, languages
-                    ),
+                    "table": language_section_table(cells, condition, task, metric, models, languages),
                 }
             )
             for extra_metric, heading in SECONDARY_TABLES.get(task, []):
@@ -124,9 +116,7 @@ def condition_sections(cells: pd.DataFrame) -> list[dict]:
                     blocks.append(
                         {
                             "heading": f"#### {heading}",
-                            "table": language_section_table(
-                                cells, condition, task, extra_metric, models, languages
-                            ),
+                            "table": language_section_table(cells, condition, task, extra_metric, models, languages),
                         }
                     )
         sections.append({"label": condition_label(condition), "blocks": blocks})
@@ -144,9 +134,7 @@ def ordering_context(overview: pd.DataFrame) -> dict | None:
     if "ft_ge_dist_ge_ctrl" not in counts or counts["ft_ge_dist_ge_ctrl"][1] == 0:
         return None
     held, total = counts["ft_ge_dist_ge_ctrl"]
-    chain = " ≥ ".join(
-        condition_label(c) for c in ("finetuned", "distilled", "control")
-    )
+    chain = " ≥ ".join(condition_label(c) for c in ("finetuned", "distilled", "control"))
     bullets = []
     held_dc, total_dc = counts["dist_gt_ctrl"]
     if total_dc:
@@ -155,24 +143,16 @@ def ordering_context(overview: pd.DataFrame) -> dict | None:
             if held_dc == total_dc
             else f"Control matches or beats Distilled in {total_dc - held_dc}/{total_dc} tasks."
         )
-        bullets.append(
-            f"{bold(f'Distilled > Control {count_phrase(held_dc, total_dc)}')} — {verdict}"
-        )
+        bullets.append(f"{bold(f'Distilled > Control {count_phrase(held_dc, total_dc)}')} — {verdict}")
     held_fd, total_fd = counts["ft_gt_dist"]
     if total_fd:
         verdict = (
             "distillation matches or beats pure SFT in every task."
             if held_fd == 0
             else "distillation does not fully close the gap to pure SFT"
-            + (
-                f" (Distilled ≥ Fine-Tuned in {total_fd - held_fd}/{total_fd} tasks)."
-                if held_fd < total_fd
-                else "."
-            )
+            + (f" (Distilled ≥ Fine-Tuned in {total_fd - held_fd}/{total_fd} tasks)." if held_fd < total_fd else ".")
         )
-        bullets.append(
-            f"{bold(f'Fine-Tuned > Distilled {count_phrase(held_fd, total_fd)}')} — {verdict}"
-        )
+        bullets.append(f"{bold(f'Fine-Tuned > Distilled {count_phrase(held_fd, total_fd)}')} — {verdict}")
     if held == total:
         lead = "A consistent hierarchy emerges across tasks:"
     elif 2 * held > total:
@@ -224,9 +204,7 @@ def overview_table(overview: pd.DataFrame) -> dict:
     return table(header, rows)
 
 
-def cross_lingual_context(
-    cells: pd.DataFrame, model: str, condition: str
-) -> dict | None:
+def cross_lingual_context(cells: pd.DataFrame, model: str, condition: str) -> dict | None:
     """English / non-English averages and gap of the heatmap condition, or None if a side is empty."""
     stats = tables.cross_lingual(cells, model, condition)
     if not stats["n_en"] or not stats["n_non_en"]:
@@ -270,25 +248,16 @@ def build_context(
         "models": models,
         "focus_model": focus_model,
         "tasks_line": ", ".join(
-            f"{task.upper()} ({TASK_DATASETS[task]})"
-            if task in TASK_DATASETS
-            else task.upper()
-            for task in tasks
+            f"{task.upper()} ({TASK_DATASETS[task]})" if task in TASK_DATASETS else task.upper() for task in tasks
         ),
         "languages_line": " · ".join(language_label(lang) for lang in languages),
         "trained": any(c not in INFERENCE_ONLY_CONDITIONS for c in conditions),
-        "legend": [
-            (condition_label(c), CONDITION_LEGEND.get(c, "user-defined condition"))
-            for c in conditions
-        ],
+        "legend": [(condition_label(c), CONDITION_LEGEND.get(c, "user-defined condition")) for c in conditions],
         "figures": figure_links,
         "heatmap_label": condition_label(heatmap_condition),
         "summary": table(
             ["Model", *(condition_label(c) for c in conditions)],
-            [
-                [model, *(fmt(summary.at[model, c]) for c in conditions)]
-                for model in models
-            ],
+            [[model, *(fmt(summary.at[model, c]) for c in conditions)] for model in models],
         ),
         "overview": overview_table(overview),
         "sections": condition_sections(cells),
@@ -303,9 +272,7 @@ def build_context(
         ),
         "ordering": ordering_context(overview),
         "gaps": gap_table_context(overview),
-        "gap_labels": [
-            GAP_HEADERS[c][1] for c in tables.gaps_to_finetuned(overview).columns
-        ],
+        "gap_labels": [GAP_HEADERS[c][1] for c in tables.gaps_to_finetuned(overview).columns],
         "thresholds": {
             "parity": fmt(tables.PARITY_PP),
             "large": fmt(tables.LARGE_GAP_PP),
@@ -330,23 +297,17 @@ def render_markdown(context: dict, template: str | PathLike | None = None) -> st
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
 
 
-def resolve_choices(
-    cells: pd.DataFrame, focus_model: str | None, heatmap_condition: str | None
-) -> tuple[str, str]:
+def resolve_choices(cells: pd.DataFrame, focus_model: str | None, heatmap_condition: str | None) -> tuple[str, str]:
     """The focus model and heatmap condition to use, defaulted and checked against the cells."""
     models, conditions = tables.model_order(cells), tables.condition_order(cells)
     if focus_model is None:
         focus_model = tables.default_focus_model(cells)
     elif focus_model not in models:
-        raise ValueError(
-            f"focus model {focus_model!r} not in cells; models: {', '.join(models)}"
-        )
+        raise ValueError(f"focus model {focus_model!r} not in cells; models: {', '.join(models)}")
     if heatmap_condition is None:
         heatmap_condition = tables.default_heatmap_condition(conditions)
     elif heatmap_condition not in conditions:
-        raise ValueError(
-            f"heatmap condition {heatmap_condition!r} not in cells; conditions: {', '.join(conditions)}"
-        )
+        raise ValueError(f"heatmap condition {heatmap_condition!r} not in cells; conditions: {', '.join(conditions)}")
     return focus_model, heatmap_condition
 
 
@@ -365,20 +326,12 @@ def render_report(
     cells = tables.tidy_cells(cells)
     if cells.empty:
         raise ValueError("cells table has no rows")
-    focus_model, heatmap_condition = resolve_choices(
-        cells, focus_model, heatmap_condition
-    )
+    focus_model, heatmap_condition = resolve_choices(cells, focus_model, heatmap_condition)
     out_dir = Path(out_dir)
-    written = figures.write_figures(
-        cells, out_dir / FIGURES_DIR, focus_model, heatmap_condition
-    )
+    written = figures.write_figures(cells, out_dir / FIGURES_DIR, focus_model, heatmap_condition)
     names = figures.figure_names(heatmap_condition)
     written_names = {path.name for path in written}
-    links = {
-        role: f"{FIGURES_DIR}/{name}"
-        for role, name in names.items()
-        if name in written_names
-    }
+    links = {role: f"{FIGURES_DIR}/{name}" for role, name in names.items() if name in written_names}
     context = build_context(cells, focus_model, heatmap_condition, links)
     report = out_dir / REPORT_NAME
     report.write_text(render_markdown(context, template), encoding="utf-8")

@@ -51,9 +51,7 @@ MISSING = "—"
 def read_cells(path: str | PathLike) -> pd.DataFrame:
     """Read a ``cells.csv`` file and return its tidy form (see :func:`tidy_cells`)."""
     ids = {column: str for column in CELL_KEY}
-    raw = pd.read_csv(
-        path, dtype=ids, keep_default_na=False, na_values={"value": [""], "n": [""]}
-    )
+    raw = pd.read_csv(path, dtype=ids, keep_default_na=False, na_values={"value": [""], "n": [""]})
     return tidy_cells(raw)
 
 
@@ -150,11 +148,7 @@ def language_table(
     Rows follow ``models`` and columns ``languages``; a cell without a result is NaN. ``Avg`` is
     the mean of the row's available languages (NaN when it has none).
     """
-    selected = cells[
-        (cells["condition"] == condition)
-        & (cells["task"] == task)
-        & (cells["metric"] == metric)
-    ]
+    selected = cells[(cells["condition"] == condition) & (cells["task"] == task) & (cells["metric"] == metric)]
     grid = selected.set_index(["model", "language"])["value"].unstack()
     grid = grid.reindex(index=list(models), columns=list(languages)).astype(float)
     grid["Avg"] = grid.mean(axis=1, skipna=True)
@@ -173,9 +167,7 @@ def summary_table(
     """
     models = model_order(cells) if models is None else list(models)
     conditions = condition_order(cells) if conditions is None else list(conditions)
-    means = (
-        primary_cells(cells).groupby(["model", "condition"])["value"].mean().unstack()
-    )
+    means = primary_cells(cells).groupby(["model", "condition"])["value"].mean().unstack()
     return means.reindex(index=models, columns=conditions).astype(float)
 
 
@@ -231,13 +223,9 @@ def ordering_counts(overview: pd.DataFrame) -> dict[str, tuple[int, int]]:
             lambda f: (f[ft] >= f[dist]) & (f[dist] >= f[ctrl]),
         )
     if {dist, ctrl} <= has:
-        counts["dist_gt_ctrl"] = _count_holding(
-            rounded[[dist, ctrl]], lambda f: f[dist] > f[ctrl]
-        )
+        counts["dist_gt_ctrl"] = _count_holding(rounded[[dist, ctrl]], lambda f: f[dist] > f[ctrl])
     if {ft, dist} <= has:
-        counts["ft_gt_dist"] = _count_holding(
-            rounded[[ft, dist]], lambda f: f[ft] > f[dist]
-        )
+        counts["ft_gt_dist"] = _count_holding(rounded[[ft, dist]], lambda f: f[ft] > f[dist])
     return counts
 
 
@@ -288,11 +276,7 @@ def gap_observations(gaps: pd.DataFrame) -> pd.Series:
     gap get ``—``.
     """
     subject = "distilled" if "distilled" in gaps.columns else "control"
-    main = (
-        gaps[subject]
-        if subject in gaps.columns
-        else pd.Series(math.nan, index=gaps.index)
-    )
+    main = gaps[subject] if subject in gaps.columns else pd.Series(math.nan, index=gaps.index)
     worst = main.min() if main.notna().sum() > 1 else math.nan
     notes = {}
     for task, gap in main.items():
@@ -308,18 +292,14 @@ def gap_observations(gaps: pd.DataFrame) -> pd.Series:
     return pd.Series(notes, dtype=object)
 
 
-def cross_lingual(
-    cells: pd.DataFrame, model: str, condition: str
-) -> dict[str, float | int]:
+def cross_lingual(cells: pd.DataFrame, model: str, condition: str) -> dict[str, float | int]:
     """English versus non-English primary-metric means of one model and condition.
 
     Returns ``en_avg`` and ``non_en_avg`` (means over all cells with a value), their counts
     ``n_en``/``n_non_en``, and ``gap`` = ``en_avg − non_en_avg`` (NaN when a side is empty).
     """
     own = primary_cells(cells)
-    own = own[(own["model"] == model) & (own["condition"] == condition)].dropna(
-        subset=["value"]
-    )
+    own = own[(own["model"] == model) & (own["condition"] == condition)].dropna(subset=["value"])
     english = own.loc[own["language"] == SOURCE_LANGUAGE, "value"]
     others = own.loc[own["language"] != SOURCE_LANGUAGE, "value"]
     en_avg = float(english.mean()) if len(english) else math.nan
@@ -333,18 +313,14 @@ def cross_lingual(
     }
 
 
-def largest_transfer_drop(
-    cells: pd.DataFrame, model: str, condition: str
-) -> dict | None:
+def largest_transfer_drop(cells: pd.DataFrame, model: str, condition: str) -> dict | None:
     """The (task, language) cell furthest below the same task's English score.
 
     Returns ``{"task", "language", "drop"}`` with ``drop`` = cell − English (negative), or None
     when no task has both an English and a non-English value below English.
     """
     own = primary_cells(cells)
-    own = own[(own["model"] == model) & (own["condition"] == condition)].dropna(
-        subset=["value"]
-    )
+    own = own[(own["model"] == model) & (own["condition"] == condition)].dropna(subset=["value"])
     english = own[own["language"] == SOURCE_LANGUAGE].set_index("task")["value"]
     others = own[(own["language"] != SOURCE_LANGUAGE) & own["task"].isin(english.index)]
     if others.empty:
@@ -366,9 +342,7 @@ def default_focus_model(cells: pd.DataFrame) -> str:
     if not models:
         raise ValueError("cells table has no rows")
     counts = primary_cells(cells).dropna(subset=["value"]).groupby("model").size()
-    return max(
-        models, key=lambda model: (int(counts.get(model, 0)), -models.index(model))
-    )
+    return max(models, key=lambda model: (int(counts.get(model, 0)), -models.index(model)))
 
 
 def default_heatmap_condition(conditions: Sequence[str]) -> str:

@@ -68,9 +68,9 @@ class NLI(LabelTask):
     def from_hf(self, row: Row, features: Any = None) -> Row:
         if "sentence1" in row:  # google/xtreme XNLI
             return {"premise": row["sentence1"], "hypothesis": row["sentence2"], "label": row["gold_label"]}
-        label = row["label"]  # nyu-mll/multi_nli: ClassLabel ints
+        label = row["label"]  # nyu-mll/multi_nli: ClassLabel ints, -1 without annotator consensus
         if isinstance(label, int):
-            label = self.labels[label]
+            label = self.labels[label] if 0 <= label < len(self.labels) else None
         return {"premise": row["premise"], "hypothesis": row["hypothesis"], "label": label}
 
 

@@ -29,7 +29,9 @@ class TaggingTask(Task):
         if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t for t in tokens):
             raise RowError("field 'tokens' must be a non-empty list of non-empty strings")
         if not isinstance(tags, list) or len(tags) != len(tokens):
-            raise RowError(f"{self.tag_field} has {len(tags) if isinstance(tags, list) else '?'} tags for {len(tokens)} tokens")
+            raise RowError(
+                f"{self.tag_field} has {len(tags) if isinstance(tags, list) else '?'} tags for {len(tokens)} tokens"
+            )
         unknown = sorted({t for t in tags if t not in self.labels})
         if unknown:
             raise RowError(f"unknown tags {unknown}")

@@ -1,0 +1,94 @@
+"""Config validation: schema + semantic checks fail before any job with the offending key."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from icldistill.config import ConfigError, cells, check_config, shots
+
+from .conftest import ROOT
+
+DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def _with(path: str, value):
+    cfg = copy.deepcopy(DEFAULT)
+    *parents, last = path.split(".")
+    node = cfg
+    for key in parents:
+        node = node[key]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return cfg
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        ("tasks", ["nli", "xnli"], "tasks[1]"),
+        ("languages", ["en", "ja"], "languages[1]"),
+        ("conditions", {"base": {"kind": "teleport"}}, "conditions.base.kind"),
+        ("few_shot.k", -1, "few_shot.k"),
+        ("few_shot.k_per_task", {"ner": -2}, "few_shot.k_per_task.ner"),
+        ("models", {}, "models"),
+        ("models", {"m": {"display_name": "no source"}}, "models.m"),
+        ("models", {"data": {"path": "x"}}, "models.data"),
+        ("scoring", {"qa": "loglik"}, "scoring.qa"),
+        ("data.path", "does/not/exist", "data.path"),
+        ("report", {"focus_model": "nope"}, "report.focus_model"),
+    ],
+)
+def test_semantic_errors_name_the_key(path, value, key):
+    with pytest.raises(ConfigError, match=rf"config key '{__import__('re').escape(key)}'"):
+        check_config(_with(path, value), root=ROOT)
+
+
+def test_default_config_is_valid_and_skips_invalid_pairs():
+    check_config(DEFAULT, root=ROOT)
+    grid = cells(DEFAULT)
+    assert len(grid) == 2 * 28  # 5 tasks x 6 languages minus pa-hi and qa-fr, two conditions
+    assert not any((c.task, c.language) in {("pa", "hi"), ("qa", "fr")} for c in grid)
+
+
+def test_shots_follow_condition_and_per_task_override():
+    cfg = _with("few_shot.k_per_task", {"qa": 2})
+    assert shots(cfg, "base", "qa") == 0
+    assert shots(cfg, "fewshot", "qa") == 2
+    assert shots(cfg, "fewshot", "nli") == 5
+
+
+def _dry_run(tmp_path: Path, cfg: dict) -> subprocess.CompletedProcess:
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(cfg))
+    snakemake = Path(sys.executable).with_name("snakemake")
+    return subprocess.run(
+        [str(snakemake), "-n", "--cores", "1", "--configfile", str(configfile), "--directory", str(ROOT)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_workflow_refuses_unknown_task_before_any_job(tmp_path):
+    result = _dry_run(tmp_path, _with("tasks", ["nli", "xnli"]))
+    assert result.returncode != 0
+    assert "config key 'tasks[1]': unknown task 'xnli'" in result.stdout + result.stderr
+
+
+def test_workflow_schema_rejects_wrong_type_naming_the_key(tmp_path):
+    result = _dry_run(tmp_path, _with("generation.batch_size", "many"))
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "batch_size" in out and "'many' is not of type 'integer'" in out

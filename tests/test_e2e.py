@@ -1,0 +1,126 @@
+"""The real Snakefile end to end on a tiny random Llama and the mini data: every stage, the
+report, a no-op second run, and a config change that reruns only the affected jobs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import MINI, ROOT
+
+pytestmark = pytest.mark.e2e
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def _config(model_dir: Path) -> dict:
+    return {
+        "models": {"tiny": {"display_name": "Tiny-Llama", "path": str(model_dir), "dtype": "float32"}},
+        "tasks": ["nli", "pa", "qa", "ner", "pos"],
+        "languages": ["en", "hi", "es", "de", "fr", "zh"],
+        "conditions": {"base": {"kind": "infer", "few_shot": False}, "fewshot": {"kind": "infer", "few_shot": True}},
+        "data": {"source": "local", "path": str(MINI)},
+        "eval": {"split": "test", "max_examples": 3, "seed": 1},
+        "few_shot": {"k": 2, "seed": 1},
+        "scoring": {"nli": "loglik", "pa": "generate"},
+        "generation": {
+            "backend": "hf",
+            "batch_size": 4,
+            "max_new_tokens": {"nli": 4, "pa": 4, "qa": 6, "ner": 8, "pos": 8},
+        },
+    }
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [
+            SNAKEMAKE,
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("grid")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(_config(tiny_model_dir)))
+    _snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_grid_writes_cells_results_and_figures(finished_run):
+    cells = pd.read_csv(finished_run / "results" / "tables" / "cells.csv")
+    assert list(cells.columns[:7]) == ["model", "task", "condition", "language", "metric", "value", "n"]
+    primary = cells[cells.metric.isin(["accuracy", "f1"]) & ~((cells.task == "ner") & (cells.metric != "f1"))]
+    cell_keys = set(zip(primary.task, primary.condition, primary.language, strict=True))
+    assert len(cell_keys) == 56  # 28 valid (task, language) pairs x 2 conditions
+    assert ("pa", "base", "hi") not in cell_keys and ("qa", "fewshot", "fr") not in cell_keys
+    assert set(cells[cells.task == "qa"].metric) == {"f1", "exact_match"}
+    assert (cells.n == 3).all()
+    assert cells.value.between(0, 100).all()
+
+    results = (finished_run / "results" / "RESULTS.md").read_text(encoding="utf-8")
+    assert "## Summary: Average Score per Condition" in results
+    assert "Tiny-Llama" in results and "## Few-Shot" in results and "#### QA Exact Match (%)" in results
+    for figure in ("task_bar.png", "heatmap_fewshot.png"):
+        path = finished_run / "results" / "figures" / figure
+        assert path.stat().st_size > 1000
+        assert f"figures/{figure}" in results
+
+
+def test_prompts_predictions_and_metrics_are_per_language(finished_run):
+    base = finished_run / "results" / "tiny"
+    assert sorted(p.name for p in (base / "pa" / "prompts" / "2shot").iterdir()) == [
+        f"{lang}.json" for lang in sorted(["en", "es", "de", "fr", "zh"])
+    ]
+    assert sorted(p.name for p in (base / "qa" / "base" / "predictions").iterdir()) == [
+        f"{lang}.jsonl" for lang in sorted(["en", "hi", "es", "de", "zh"])
+    ]
+    assert (base / "ner" / "fewshot" / "metrics" / "zh.json").is_file()
+
+
+def test_second_run_has_nothing_to_do_and_report_renders(finished_run):
+    dry = _snakemake(finished_run, "-n", "--cores", "1")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    _snakemake(finished_run, "--report", str(finished_run / "report.html"))
+    html = (finished_run / "report.html").read_text(encoding="utf-8", errors="replace")
+    assert "cells.csv" in html and "task_bar.png" in html
+
+
+def test_config_change_reruns_only_affected_jobs(finished_run, tiny_model_dir):
+    cfg = _config(tiny_model_dir)
+    cfg["scoring"]["pa"] = "loglik"
+    (finished_run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    try:
+        dry = _snakemake(finished_run, "-n", "--cores", "1")
+    finally:
+        (finished_run / "config.yaml").write_text(yaml.safe_dump(_config(tiny_model_dir)))
+    out = dry.stdout
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    # both PA inference jobs, their 10 cells, the table and the report; nothing else
+    assert counts.get("infer") == 2
+    assert counts.get("score_cell") == 10
+    assert "build_prompts" not in counts and "prepare_split" not in counts
