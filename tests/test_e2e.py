@@ -89,10 +89,10 @@ def test_grid_writes_cells_results_and_figures(finished_run):
 
 def test_prompts_predictions_and_metrics_are_per_language(finished_run):
     base = finished_run / "results" / "tiny"
-    assert sorted(p.name for p in (base / "pa" / "prompts" / "2shot").iterdir()) == [
+    assert sorted(p.name for p in (base / "pa" / "prompts" / "2shot").glob("*.json")) == [
         f"{lang}.json" for lang in sorted(["en", "es", "de", "fr", "zh"])
     ]
-    assert sorted(p.name for p in (base / "qa" / "base" / "predictions").iterdir()) == [
+    assert sorted(p.name for p in (base / "qa" / "base" / "predictions").glob("*.jsonl")) == [
         f"{lang}.jsonl" for lang in sorted(["en", "hi", "es", "de", "zh"])
     ]
     assert (base / "ner" / "fewshot" / "metrics" / "zh.json").is_file()

@@ -24,6 +24,8 @@ def test_registry_and_coverage_declared_once():
         ("  Contradiction.", "contradiction"),
         ("The answer is neutral (not entailment).", "neutral"),
         ("non-entailment", None),
+        ("The hypothesis is contradictory to the premise.", "contradiction"),
+        ("The premise entails it", "entailment"),
         ("", None),
         ("I cannot tell", None),
     ],

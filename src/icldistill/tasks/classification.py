@@ -24,8 +24,13 @@ class LabelTask(Task):
     def choices(self) -> tuple[str, ...]:
         return self.labels
 
+    #: other surface forms of a label (e.g. "contradicts") that the parser accepts
+    aliases: dict[str, tuple[str, ...]] = {}
+
     def parse(self, output: str, row: Row) -> str | None:
-        return first_label(output, self.labels)
+        forms = {label: (label, *self.aliases.get(label, ())) for label in self.labels}
+        found = first_label(output, tuple(f for fs in forms.values() for f in fs))
+        return next((label for label, fs in forms.items() if found in fs), None)
 
     def check_row(self, row: Row) -> None:
         super().check_row(row)
@@ -44,6 +49,10 @@ class NLI(LabelTask):
     languages = ("en", "hi", "es", "de", "fr", "zh")
     fields = ("premise", "hypothesis", "label")
     labels = ("entailment", "neutral", "contradiction")
+    aliases = {
+        "entailment": ("entails", "entailed"),
+        "contradiction": ("contradicts", "contradictory", "contradicted"),
+    }
     instruction = (
         "You are a natural language inference classifier. Given a premise and a hypothesis, "
         "decide whether the premise entails the hypothesis, contradicts it, or is neutral. "
