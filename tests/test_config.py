@@ -47,6 +47,14 @@ _DELETE = object()
         ("scoring", {"qa": "loglik"}, "scoring.qa"),
         ("data.path", "does/not/exist", "data.path"),
         ("report", {"focus_model": "nope"}, "report.focus_model"),
+        ("conditions", {"d": {"kind": "train", "loss": "kd", "lambda": -0.1}}, "conditions.d.lambda"),
+        ("conditions", {"d": {"kind": "train", "loss": "l2"}}, "conditions.d.loss"),
+        ("conditions", {"d": {"kind": "train", "loss": "kd", "kd_loss": "js"}}, "conditions.d.kd_loss"),
+        ("conditions", {"d": {"kind": "train", "few_shot": True}}, "conditions.d.few_shot"),
+        ("training.mode", "per_language", "training.mode"),
+        ("training.method", "qlora", "training.method"),
+        ("training.max_steps", 0, "training.max_steps"),
+        ("teacher", {"top_k": 0}, "teacher.top_k"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, key):
@@ -57,8 +65,21 @@ def test_semantic_errors_name_the_key(path, value, key):
 def test_default_config_is_valid_and_skips_invalid_pairs():
     check_config(DEFAULT, root=ROOT)
     grid = cells(DEFAULT)
-    assert len(grid) == 2 * 28  # 5 tasks x 6 languages minus pa-hi and qa-fr, two conditions
+    assert len(grid) == 5 * 28  # 5 tasks x 6 languages minus pa-hi and qa-fr, five conditions
     assert not any((c.task, c.language) in {("pa", "hi"), ("qa", "fr")} for c in grid)
+
+
+def test_train_settings_carry_exactly_what_a_condition_depends_on():
+    from icldistill.config import teacher_shots, train_settings
+
+    ft, dist, ctrl = (train_settings(DEFAULT, c) for c in ("finetuned", "distilled", "control"))
+    assert ft["loss"] == "ce" and "lam" not in ft
+    assert dist["loss"] == ctrl["loss"] == "kd" and dist["lam"] == 0.5
+    assert {k: v for k, v in dist.items() if k not in ("lam", "kd_loss", "temperature")} == ft | {"loss": "kd"}
+    assert teacher_shots(DEFAULT, "distilled", "ner") == 5 and teacher_shots(DEFAULT, "control", "ner") == 0
+    changed = _with("conditions.distilled", dict(DEFAULT["conditions"]["distilled"], **{"lambda": 0.05}))
+    assert train_settings(changed, "distilled")["lam"] == 0.05
+    assert train_settings(changed, "control") == ctrl
 
 
 def test_shots_follow_condition_and_per_task_override():

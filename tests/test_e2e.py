@@ -24,7 +24,15 @@ def _config(model_dir: Path) -> dict:
         "models": {"tiny": {"display_name": "Tiny-Llama", "path": str(model_dir), "dtype": "float32"}},
         "tasks": ["nli", "pa", "qa", "ner", "pos"],
         "languages": ["en", "hi", "es", "de", "fr", "zh"],
-        "conditions": {"base": {"kind": "infer", "few_shot": False}, "fewshot": {"kind": "infer", "few_shot": True}},
+        "conditions": {
+            "base": {"kind": "infer", "few_shot": False},
+            "fewshot": {"kind": "infer", "few_shot": True},
+            "finetuned": {"kind": "train", "loss": "ce"},
+            "distilled": {"kind": "train", "loss": "kd", "teacher_few_shot": True, "lambda": 0.5},
+            "control": {"kind": "train", "loss": "kd", "teacher_few_shot": False, "lambda": 0.5},
+            # differs from distilled only in lambda: must share its teacher cache
+            "distilled_lam01": {"kind": "train", "loss": "kd", "teacher_few_shot": True, "lambda": 0.1},
+        },
         "data": {"source": "local", "path": str(MINI)},
         "eval": {"split": "test", "max_examples": 3, "seed": 1},
         "few_shot": {"k": 2, "seed": 1},
@@ -34,6 +42,8 @@ def _config(model_dir: Path) -> dict:
             "batch_size": 4,
             "max_new_tokens": {"nli": 4, "pa": 4, "qa": 6, "ner": 8, "pos": 8},
         },
+        "training": {"max_steps": 2, "batch_size": 4, "max_examples": 8, "checkpoint_every": 1, "lr": 1e-3},
+        "teacher": {"top_k": 8},
     }
 
 
@@ -72,7 +82,7 @@ def test_grid_writes_cells_results_and_figures(finished_run):
     assert list(cells.columns[:7]) == ["model", "task", "condition", "language", "metric", "value", "n"]
     primary = cells[cells.metric.isin(["accuracy", "f1"]) & ~((cells.task == "ner") & (cells.metric != "f1"))]
     cell_keys = set(zip(primary.task, primary.condition, primary.language, strict=True))
-    assert len(cell_keys) == 56  # 28 valid (task, language) pairs x 2 conditions
+    assert len(cell_keys) == 28 * 6  # 28 valid (task, language) pairs x 6 conditions
     assert ("pa", "base", "hi") not in cell_keys and ("qa", "fewshot", "fr") not in cell_keys
     assert set(cells[cells.task == "qa"].metric) == {"f1", "exact_match"}
     assert (cells.n == 3).all()
@@ -80,8 +90,10 @@ def test_grid_writes_cells_results_and_figures(finished_run):
 
     results = (finished_run / "results" / "RESULTS.md").read_text(encoding="utf-8")
     assert "## Summary: Average Score per Condition" in results
-    assert "Tiny-Llama" in results and "## Few-Shot" in results and "#### QA Exact Match (%)" in results
-    for figure in ("task_bar.png", "heatmap_fewshot.png"):
+    assert "Tiny-Llama" in results and "#### QA Exact Match (%)" in results
+    for section in ("## Few-Shot", "## Fine-Tuned", "## Distilled", "## Control", "Dist−FT", "Ctrl−FT"):
+        assert section in results
+    for figure in ("task_bar.png", "heatmap_distilled.png", "gap.png"):
         path = finished_run / "results" / "figures" / figure
         assert path.stat().st_size > 1000
         assert f"figures/{figure}" in results
@@ -120,7 +132,45 @@ def test_config_change_reruns_only_affected_jobs(finished_run, tiny_model_dir):
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    # both PA inference jobs, their 10 cells, the table and the report; nothing else
-    assert counts.get("infer") == 2
-    assert counts.get("score_cell") == 10
-    assert "build_prompts" not in counts and "prepare_split" not in counts
+    # the PA inference job of each of the 6 conditions, their 30 cells, the table and the report
+    assert counts.get("infer") == 6
+    assert counts.get("score_cell") == 30
+    assert "build_prompts" not in counts and "prepare_split" not in counts and "train" not in counts
+
+
+def _planned(finished_run, cfg) -> dict[str, int]:
+    (finished_run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    try:
+        out = _snakemake(finished_run, "-n", "--cores", "1").stdout
+    finally:
+        (finished_run / "config.yaml").write_text(yaml.safe_dump(_config(cfg["models"]["tiny"]["path"])))
+    table = out[out.index("Job stats:") :].split("\n\n")[0].splitlines()
+    return {p[0]: int(p[1]) for p in (line.split() for line in table) if len(p) == 2 and p[1].isdigit()}
+
+
+def test_teacher_cache_is_computed_once_per_task_and_shots(finished_run):
+    logs = sorted(p.name for p in (finished_run / "results" / "logs" / "teacher_cache").glob("*.log"))
+    # distilled and distilled_lam01 differ only in lambda: one 2-shot cache per task, plus
+    # the 0-shot cache of control
+    assert logs == sorted(f"tiny.{t}.{s}shot.log" for t in ("nli", "pa", "qa", "ner", "pos") for s in (0, 2))
+    snakemake_logs = "".join(p.read_text() for p in (finished_run / ".snakemake" / "log").glob("*.log"))
+    assert snakemake_logs.count("rule teacher_cache:") == 10
+    trained = finished_run / "results" / "tiny" / "ner" / "distilled_lam01"
+    assert (trained / "adapter" / "adapter_model.safetensors").is_file()
+    assert (trained / "train_log.csv").read_text().splitlines()[1].split(",")[4] == "0.1"
+
+
+def test_lambda_change_replans_only_that_condition(finished_run, tiny_model_dir):
+    cfg = _config(tiny_model_dir)
+    cfg["conditions"]["distilled_lam01"]["lambda"] = 0.05
+    counts = _planned(finished_run, cfg)
+    # its 5 training runs (per task), their 5 evaluations and 28 cells, then table and report
+    assert counts == {
+        "train": 5,
+        "infer": 5,
+        "score_cell": 28,
+        "collect_cells": 1,
+        "render_results": 1,
+        "all": 1,
+        "total": 41,
+    }

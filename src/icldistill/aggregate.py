@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from .data import read_jsonl, write_json
 from .metrics import score
 from .tasks import get_task
@@ -33,8 +31,10 @@ def score_cell(
     return record
 
 
-def collect_cells(metric_files: list[str | Path]) -> pd.DataFrame:
-    """One row per (model, task, condition, language, metric)."""
+def collect_cells(metric_files: list[str | Path]):
+    """One row per (model, task, condition, language, metric), as a pandas DataFrame."""
+    import pandas as pd
+
     rows = []
     for path in metric_files:
         rec = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -55,7 +55,7 @@ def collect_cells(metric_files: list[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
-def write_cells(metric_files: list[str | Path], out_file: str | Path) -> pd.DataFrame:
+def write_cells(metric_files: list[str | Path], out_file: str | Path):
     cells = collect_cells(metric_files)
     Path(out_file).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(out_file) + ".tmp")

@@ -61,6 +61,8 @@ def run_inference(
     adapter: str | Path | None = None,
 ) -> None:
     """Predict every language of one (model, task, condition); files are aligned by position."""
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
+        model_path, adapter = adapter, None  # a full fine-tune is a model folder of its own
     backend = make_backend(model_path, settings, adapter)
     for prompt_file, data_file, out_file in zip(prompt_files, data_files, out_files, strict=True):
         prompts = PromptSet.from_json(json.loads(Path(prompt_file).read_text(encoding="utf-8")))

@@ -49,6 +49,35 @@ class PromptSet:
         )
 
 
+def encode_prompts(tokenizer: Any, prompts: PromptSet) -> tuple[list[int], list[list[int]]]:
+    """Prefix ids and suffix ids, tokenised separately, so the prefix ids are an exact prefix
+    of every prompt's ids. Chat templates carry their own special tokens; plain-text prompts
+    get the tokenizer's (e.g. BOS) at their start."""
+    if prompts.prefix:
+        prefix = tokenizer(prompts.prefix, add_special_tokens=not prompts.chat_template).input_ids
+        suffixes = [tokenizer(s, add_special_tokens=False).input_ids for s in prompts.suffixes]
+        return prefix, suffixes
+    add = not prompts.chat_template
+    return [], [tokenizer(s, add_special_tokens=add).input_ids for s in prompts.suffixes]
+
+
+def end_of_turn_ids(tokenizer: Any) -> list[int]:
+    """Token ids that close an assistant turn (``<|im_end|>``, ``<|eot_id|>``, …), read off the
+    chat template; the EOS token for models without one. Training targets end with them so
+    that trained models stop after their answer."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        return [tokenizer.eos_token_id]
+    marker = "XQZANSWERXQZ"
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}], tokenize=False
+    )
+    tail = text[text.index(marker) + len(marker) :].rstrip()
+    ids = tokenizer(tail, add_special_tokens=False).input_ids if tail else []
+    special = set(tokenizer.all_special_ids)
+    ids = [i for i in ids[:1] if i in special]
+    return ids or [tokenizer.eos_token_id]
+
+
 def sample_demonstrations(pool: list[Row], k: int, seed: int, exclude_id: str | None = None) -> list[Row]:
     """``k`` demonstrations drawn with ``seed`` from ``pool`` (never the example itself)."""
     candidates = [r for r in pool if r["id"] != exclude_id]

@@ -12,10 +12,14 @@ from icldistill.config import (
     cells,
     check_config,
     display_name,
+    is_trained,
     shots,
     task_languages,
+    teacher_shots,
+    train_data_settings,
+    train_settings,
+    uses_teacher,
 )
-from icldistill.tasks import get_task
 
 validate(config, schema="../../config/schema/config.schema.yaml")
 if (
@@ -44,6 +48,8 @@ wildcard_constraints:
     lang="|".join(LANGUAGES),
     split="train|dev|test",
     shots=r"\d+",
+    tshots=r"\d+",
+    scope="|".join(TASKS + ["multitask"]),
 
 
 # -- path patterns (the only place paths are spelled) --------------------------------------
@@ -54,6 +60,10 @@ DATA_MANIFEST = "results/data/{task}/{split}.{lang}.manifest.json"
 PROMPTS_DIR = "results/{model}/{task}/prompts/{shots}shot"
 PREDICTIONS_DIR = "results/{model}/{task}/{condition}/predictions"
 METRICS = "results/{model}/{task}/{condition}/metrics/{lang}.json"
+TEACHER = "results/{model}/{task}/teacher/{tshots}shot.safetensors"
+# trained conditions: one run per task (per_task) or one over all tasks (scope "multitask")
+ADAPTER = "results/{model}/{scope}/{condition}/adapter"
+TRAIN_LOG = "results/{model}/{scope}/{condition}/train_log.csv"
 CELLS = "results/tables/cells.csv"
 RESULTS_MD = "results/RESULTS.md"
 FIGURE = "results/figures/{name}.png"
@@ -151,6 +161,60 @@ def inference_settings(wildcards):
         "reuse_prefix": gen.get("reuse_prefix", True),
         "max_new_tokens": (gen.get("max_new_tokens") or {}).get(wildcards.task),
         "scoring": (config.get("scoring") or {}).get(wildcards.task, "generate"),
+        "dtype": model.get("dtype", "auto"),
+        "trust_remote_code": model.get("trust_remote_code", False),
+    }
+
+
+# -- training --------------------------------------------------------------------------------
+TRAINED = [c for c in CONDITIONS if is_trained(config, c)]
+TRAINING_MODE = (config.get("training") or {}).get("mode", "per_task")
+
+
+def scope_tasks(scope):
+    return TASKS if scope == "multitask" else [scope]
+
+
+def train_scope(task):
+    return "multitask" if TRAINING_MODE == "multitask" else task
+
+
+def training_inputs(wildcards):
+    """English train data of the scope's tasks and, for KD, their teacher caches."""
+    tasks = scope_tasks(wildcards.scope)
+    inputs = {"train": [DATA.format(task=t, split="train", lang="en") for t in tasks]}
+    if uses_teacher(config, wildcards.condition):
+        inputs["teacher"] = [
+            TEACHER.format(
+                model=wildcards.model,
+                task=t,
+                tshots=teacher_shots(config, wildcards.condition, t),
+            )
+            for t in tasks
+        ]
+    return inputs
+
+
+def condition_adapter(wildcards):
+    """The trained adapter a trained condition is evaluated with (nothing for inference-only ones)."""
+    if not is_trained(config, wildcards.condition):
+        return []
+    return [
+        ADAPTER.format(
+            model=wildcards.model,
+            scope=train_scope(wildcards.task),
+            condition=wildcards.condition,
+        )
+    ]
+
+
+def teacher_settings(wildcards):
+    teacher = config.get("teacher") or {}
+    model = config["models"][wildcards.model]
+    return {
+        "top_k": teacher.get("top_k", 256),
+        "value_dtype": teacher.get("value_dtype", "bfloat16"),
+        "batch_size": teacher.get("batch_size", 8),
         "dtype": model.get("dtype", "auto"),
         "trust_remote_code": model.get("trust_remote_code", False),
     }

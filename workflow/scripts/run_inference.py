@@ -16,4 +16,5 @@ run_inference(
     list(snakemake.input.data),
     [str(out / f"{lang}.jsonl") for lang in p.languages],
     p.settings,
+    adapter=snakemake.input.adapter[0] if snakemake.input.adapter else None,
 )

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import load_causal_lm, load_tokenizer
-from ..prompts import PromptSet
+from ..prompts import PromptSet, encode_prompts
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +59,8 @@ class HFBackend:
 
     # -- tokenisation -------------------------------------------------------------------
     def encode(self, prompts: PromptSet) -> tuple[list[int], list[list[int]]]:
-        """Prefix ids and suffix ids, tokenised separately (the prefix ids are an exact
-        prefix of every prompt's ids). Chat templates carry their own special tokens."""
-        tok = self.tokenizer
-        prefix = tok(prompts.prefix, add_special_tokens=not prompts.chat_template).input_ids if prompts.prefix else []
-        if not prompts.prefix and not prompts.chat_template:
-            suffixes = [tok(s, add_special_tokens=True).input_ids for s in prompts.suffixes]
-        else:
-            suffixes = [tok(s, add_special_tokens=False).input_ids for s in prompts.suffixes]
-        return prefix, suffixes
+        """Prefix ids and per-prompt suffix ids (see :func:`encode_prompts`)."""
+        return encode_prompts(self.tokenizer, prompts)
 
     def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(s) for s in seqs)
@@ -134,34 +127,42 @@ class HFBackend:
                 outputs[i] = self.tokenizer.decode(tokens, skip_special_tokens=True)
         return outputs
 
-    # -- label scoring --------------------------------------------------------------------
+    # -- scoring of given continuations -------------------------------------------------
     @torch.no_grad()
+    def continuation_logits(self, prefix: list[int], seqs: list[list[int]], n_last: list[int], desc: str = "score"):
+        """Yield ``(i, logits)`` per sequence: the fp32 logits [n_last[i], V] that predict the
+        last ``n_last[i]`` tokens of ``prefix + seqs[i]`` (the prefix encoded once, as in
+        :meth:`generate`). Sequences are batched by length; only the needed positions are
+        projected to the vocabulary."""
+        cache = self._prefix_cache(prefix)
+        for batch in self._batches([len(s) for s in seqs], desc):
+            keep = max(n_last[i] for i in batch) + 1
+            if cache is not None:
+                ids, smask = self._left_pad([seqs[i] for i in batch])
+                n = len(batch)
+                ones = torch.ones((n, len(prefix)), dtype=torch.long, device=self.device)
+                mask = torch.cat([ones, smask], dim=1)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix) :]
+                cache_kw = {"cache": self._batch_cache(cache, n)}
+            else:
+                ids, mask = self._left_pad([prefix + seqs[i] for i in batch])
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                cache_kw = {}
+            logits = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep, **cache_kw
+            ).logits
+            for row, i in enumerate(batch):
+                yield i, logits[row, keep - 1 - n_last[i] : keep - 1].float()
+
     def loglik(self, prompts: PromptSet, choices: list[str]) -> list[list[float]]:
         """Sum of log-probabilities of each choice's tokens appended to each prompt."""
         prefix, suffixes = self.encode(prompts)
         choice_ids = [self.tokenizer(c, add_special_tokens=False).input_ids for c in choices]
-        cache = self._prefix_cache(prefix)
         pairs = [(i, j) for i in range(len(suffixes)) for j in range(len(choices))]
+        seqs = [suffixes[i] + choice_ids[j] for i, j in pairs]
         scores = [[0.0] * len(choices) for _ in suffixes]
-        lengths = [len(suffixes[i]) + len(choice_ids[j]) for i, j in pairs]
-        for batch in self._batches(lengths, "loglik"):
-            seqs = [suffixes[pairs[b][0]] + choice_ids[pairs[b][1]] for b in batch]
-            if cache is not None:
-                ids, smask = self._left_pad(seqs)
-                n = len(batch)
-                mask = torch.cat([torch.ones((n, len(prefix)), dtype=torch.long, device=self.device), smask], dim=1)
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix) :]
-                logits = self.model(
-                    input_ids=ids, attention_mask=mask, position_ids=positions, cache=self._batch_cache(cache, n)
-                ).logits
-            else:
-                ids, mask = self._left_pad([prefix + s for s in seqs])
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            for row, b in enumerate(batch):
-                i, j = pairs[b]
-                c = len(choice_ids[j])
-                targets = ids[row, -c:]
-                scores[i][j] = logprobs[row, -c - 1 : -1].gather(-1, targets[:, None]).sum().item()
+        for p, logits in self.continuation_logits(prefix, seqs, [len(choice_ids[j]) for _, j in pairs], "loglik"):
+            i, j = pairs[p]
+            targets = torch.tensor(choice_ids[j], device=logits.device)
+            scores[i][j] = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None]).sum().item()
         return scores

@@ -1,0 +1,171 @@
+"""The teacher-logit cache: computed once per (model, task, teacher shots), read by every KD run.
+
+For each training example the frozen base model reads the teacher prompt (k demonstrations,
+or none for Control) followed by the gold answer; for every answer token the cache keeps the
+top-K logits and their token ids. Layout (safetensors, no pickle):
+
+- ``values`` [N, K] bf16/fp16 — top-K logits, N = answer tokens over all examples
+- ``ids`` [N, K] int32 — their token ids
+- ``offsets`` [E + 1] int64 — example e owns rows ``offsets[e]:offsets[e + 1]``
+- ``answer_ids`` [N] int32 — the answer tokens themselves (checked against the training data)
+
+and a JSON header in the safetensors metadata (model, task, shots, K, tokenizer hash,
+example ids). Bytes per answer token: K·(2 + 4) + 4 (1540 for K = 256).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .train.examples import TrainExample
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+VALUE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class TeacherCacheError(ValueError):
+    """A cache that does not belong to the training data or tokenizer, or is damaged."""
+
+
+@dataclass
+class TeacherCache:
+    values: torch.Tensor
+    ids: torch.Tensor
+    offsets: torch.Tensor
+    answer_ids: torch.Tensor
+    header: dict[str, Any]
+
+    def example(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-K values and ids [answer tokens, K] of the ``index``-th example."""
+        a, b = int(self.offsets[index]), int(self.offsets[index + 1])
+        return self.values[a:b], self.ids[a:b]
+
+    def bytes_per_answer_token(self) -> float:
+        total = sum(t.numel() * t.element_size() for t in (self.values, self.ids, self.answer_ids))
+        return total / max(1, self.values.shape[0])
+
+
+def compute_teacher_cache(
+    backend: Any, prefix: list[int], examples: list[TrainExample], top_k: int, value_dtype: str = "bfloat16"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Top-K teacher logits at every answer token of ``examples`` (teacher prompts + answers).
+
+    ``backend`` is an :class:`~icldistill.backends.hf.HFBackend`: the shared prefix (system
+    message and demonstrations) is encoded once and its KV cache reused for every example.
+    """
+    seqs = [e.prompt_ids + e.answer_ids for e in examples]
+    n_last = [len(e.answer_ids) for e in examples]
+    per_example: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(examples)
+    for i, logits in backend.continuation_logits(prefix, seqs, n_last, desc="teacher"):
+        values, ids = torch.topk(logits, k=min(top_k, logits.shape[-1]), dim=-1)
+        per_example[i] = (values.to(VALUE_DTYPES[value_dtype]).cpu(), ids.to(torch.int32).cpu())
+    lengths = torch.tensor([0] + n_last, dtype=torch.int64)
+    tensors = {
+        "values": torch.cat([p[0] for p in per_example]).contiguous(),
+        "ids": torch.cat([p[1] for p in per_example]).contiguous(),
+        "offsets": lengths.cumsum(0),
+        "answer_ids": torch.tensor([t for e in examples for t in e.answer_ids], dtype=torch.int32),
+    }
+    header = {"format_version": FORMAT_VERSION, "top_k": int(tensors["ids"].shape[1]), "value_dtype": value_dtype}
+    return tensors, header
+
+
+def save_teacher_cache(path: str | Path, tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> None:
+    """Write the cache atomically (a partly written file never carries the final name)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"header": json.dumps(header, ensure_ascii=False)})
+    tmp.replace(path)
+
+
+def load_teacher_cache(path: str | Path, examples: list[TrainExample], tokenizer_hash: str) -> TeacherCache:
+    """Load a cache and check it belongs to ``examples`` and the tokenizer; clear errors otherwise."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {})["header"])
+            tensors = {name: f.get_tensor(name) for name in ("values", "ids", "offsets", "answer_ids")}
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
+        raise TeacherCacheError(f"{path}: not a readable teacher cache ({err})") from None
+    cache = TeacherCache(header=header, **tensors)
+    if header.get("tokenizer_hash") != tokenizer_hash:
+        raise TeacherCacheError(
+            f"{path}: made with another tokenizer ({header.get('tokenizer_hash')} != {tokenizer_hash})"
+        )
+    if header.get("example_ids") != [e.id for e in examples]:
+        raise TeacherCacheError(f"{path}: its examples are not the training data's (rebuild the cache)")
+    expected = torch.tensor([0] + [len(e.answer_ids) for e in examples], dtype=torch.int64).cumsum(0)
+    n = int(expected[-1])
+    if not torch.equal(cache.offsets, expected) or cache.values.shape[0] != n or cache.ids.shape[0] != n:
+        raise TeacherCacheError(f"{path}: truncated or misaligned ({cache.values.shape[0]} rows for {n} answer tokens)")
+    answers = torch.tensor([t for e in examples for t in e.answer_ids], dtype=torch.int32)
+    if not torch.equal(cache.answer_ids, answers):
+        raise TeacherCacheError(f"{path}: answer tokens differ from the training data's")
+    return cache
+
+
+def build_teacher_cache(
+    model_path: str,
+    task_id: str,
+    train_file: str,
+    out_file: str,
+    shots: int,
+    top_k: int,
+    seed: int,
+    max_examples: int | None,
+    demo_shots: int,
+    settings: dict[str, Any],
+    model_name: str,
+) -> dict[str, Any]:
+    """The teacher rule: build the training sequences with ``shots`` demonstrations, run the
+    frozen base model once over them and write the cache. ``demo_shots`` is the k whose
+    demonstrations are held out of training (the same for every condition)."""
+    from .backends.hf import HFBackend
+    from .data import read_jsonl
+    from .train.examples import build_sequences, tokenizer_hash, training_rows
+
+    backend = HFBackend(
+        model_path,
+        dtype=settings.get("dtype", "auto"),
+        batch_size=settings.get("batch_size", 8),
+        trust_remote_code=settings.get("trust_remote_code", False),
+    )
+    pool = read_jsonl(train_file)
+    rows = training_rows(pool, task_id, demo_shots, seed, max_examples)
+    prefix, examples = build_sequences(backend.tokenizer, task_id, rows, pool, shots, seed)
+    start = time.perf_counter()
+    tensors, header = compute_teacher_cache(backend, prefix, examples, top_k, settings.get("value_dtype", "bfloat16"))
+    seconds = time.perf_counter() - start
+    header |= {
+        "model": model_name,
+        "task": task_id,
+        "shots": shots,
+        "tokenizer_hash": tokenizer_hash(backend.tokenizer),
+        "example_ids": [e.id for e in examples],
+        "prefix_tokens": len(prefix),
+    }
+    save_teacher_cache(out_file, tensors, header)
+    n_tokens = tensors["values"].shape[0]
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
+    stats = {
+        "examples": len(examples),
+        "answer_tokens": n_tokens,
+        "bytes": size,
+        "bytes_per_answer_token": size / n_tokens,
+        "seconds": seconds,
+    }
+    log.info("teacher cache %s: %s", out_file, stats)
+    return stats

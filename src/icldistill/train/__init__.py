@@ -1,0 +1,1 @@
+"""Training conditions: SFT (Fine-Tuned) and top-K logit distillation (Distilled, Control)."""

@@ -1,0 +1,353 @@
+"""The training loop: SFT (CE on answer tokens) and top-K logit distillation (CE + λ·KD).
+
+A plain PyTorch loop rather than ``transformers.Trainer``: the KD term needs per-example
+teacher rows aligned to answer tokens, resumption must be exact (bitwise on CPU), and the
+loop is short enough to read top to bottom — batch, forward, loss, backward, step, log,
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import DEFAULT_TARGETS
+from .examples import TrainExample
+from .losses import answer_ce, kd_term
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ["step", "task", "ce", "kd", "lambda", "lambda_eff", "loss", "lr", "grad_norm", "tokens", "tokens_per_s"]
+
+
+@dataclass
+class TrainSettings:
+    """Everything a training run's result depends on (hashed into its checkpoints)."""
+
+    method: str = "lora"  # lora | full
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    max_steps: int | None = 30
+    epochs: float | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 3
+    max_grad_norm: float = 1.0
+    bf16: bool = True
+    seed: int = 0
+    checkpoint_every: int = 10
+    loss: str = "ce"  # ce | kd
+    kd_loss: str = "mse"  # mse | kl
+    lam: float = 0.0
+    temperature: float = 1.0
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TaskData:
+    """One task's training sequences and, for KD, its teacher cache (aligned by index)."""
+
+    task: str
+    examples: list[TrainExample]
+    teacher: Any = None  # icldistill.teacher.TeacherCache
+
+
+# -- batches -----------------------------------------------------------------------------------
+def batch_plan(tasks: list[TaskData], settings: TrainSettings) -> list[tuple[int, list[int]]]:
+    """(task index, example indices) of every micro-batch of the run, fixed by the seed.
+
+    Each task walks through seeded permutations of its examples, epoch after epoch; with
+    several tasks each micro-batch picks its task uniformly at random. Computed up front, so a
+    resumed run sees exactly the batches it would have seen.
+    """
+    rng = random.Random(settings.seed)
+    total = total_steps(tasks, settings) * settings.grad_accum
+    streams = [_permutation_stream(len(t.examples), settings.seed + 7919 * i) for i, t in enumerate(tasks)]
+    plan = []
+    for _ in range(total):
+        t = rng.randrange(len(tasks)) if len(tasks) > 1 else 0
+        plan.append((t, [next(streams[t]) for _ in range(min(settings.batch_size, len(tasks[t].examples)))]))
+    return plan
+
+
+def _permutation_stream(n: int, seed: int):
+    epoch = 0
+    while True:
+        order = list(range(n))
+        random.Random(seed + epoch).shuffle(order)
+        yield from order
+        epoch += 1
+
+
+def total_steps(tasks: list[TaskData], settings: TrainSettings) -> int:
+    """Optimizer steps: ``max_steps``, or ``epochs`` over the examples of all tasks."""
+    if settings.max_steps:
+        return settings.max_steps
+    n = sum(len(t.examples) for t in tasks)
+    return max(1, math.ceil(settings.epochs * n / (settings.batch_size * settings.grad_accum)))
+
+
+def collate(examples: list[TrainExample], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ids and mask; ``keep``: the sorted positions whose logits predict an answer
+    token in some row (only these are projected to the vocabulary); ``rows``/``slots`` locate
+    each answer token's logits in the kept ones, ``targets`` are the answer tokens."""
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    rows, positions, targets = [], [], []
+    for r, e in enumerate(examples):
+        seq = e.input_ids
+        ids[r, : len(seq)] = torch.tensor(seq)
+        mask[r, : len(seq)] = 1
+        start = len(e.prompt_ids)
+        for j, token in enumerate(e.answer_ids):
+            rows.append(r)
+            positions.append(start + j - 1)  # logits at p predict token p + 1
+            targets.append(token)
+    keep = sorted(set(positions))
+    slot = {p: i for i, p in enumerate(keep)}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "keep": torch.tensor(keep),
+        "rows": torch.tensor(rows),
+        "slots": torch.tensor([slot[p] for p in positions]),
+        "positions": torch.tensor(positions),
+        "targets": torch.tensor(targets),
+    }
+
+
+# -- model -------------------------------------------------------------------------------------
+def prepare_model(model_path: str, settings: TrainSettings, trust_remote_code: bool = False):
+    """The base model with LoRA adapters (``method: lora``) or all weights trainable (``full``)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(settings.seed)
+    on_gpu = torch.cuda.is_available()
+    dtype = torch.bfloat16 if on_gpu and settings.method == "lora" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust_remote_code)
+    model.to("cuda" if on_gpu else "cpu")
+    if settings.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules=settings.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, config)
+    elif settings.method != "full":
+        raise ValueError(f"training.method: unknown method {settings.method!r} (lora or full)")
+    model.config.use_cache = False
+    return model
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+def save_checkpoint(directory: Path, model, optimizer, scheduler, step: int, fingerprint: str, log_rows: list) -> Path:
+    """Trainable weights + optimizer + scheduler + RNG state at ``step``, written atomically;
+    older checkpoints are removed once the new one is complete."""
+    from safetensors.torch import save_file
+
+    final = directory / f"step-{step:06d}"
+    tmp = directory / f".step-{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in trainable_state(model).items()}, str(tmp / "trainable.safetensors"))
+    state = {
+        "step": step,
+        "fingerprint": fingerprint,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "log_rows": log_rows,
+    }
+    torch.save(state, tmp / "state.pt")
+    tmp.rename(final)
+    for old in directory.glob("step-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(directory: Path, fingerprint: str) -> Path | None:
+    """The newest complete checkpoint made with the same settings (others are ignored)."""
+    for path in sorted(directory.glob("step-*"), reverse=True):
+        try:
+            state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        except (OSError, RuntimeError, EOFError):
+            continue
+        if state.get("fingerprint") == fingerprint:
+            return path
+        log.warning("ignoring checkpoint %s: made with other settings", path)
+    return None
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, list]:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"]:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["step"], state["log_rows"]
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def train(
+    model_path: str,
+    tasks: list[TaskData],
+    settings: TrainSettings,
+    out_dir: str | Path,
+    checkpoint_dir: str | Path,
+    log_csv: str | Path,
+    pad_id: int,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train, checkpointing every ``checkpoint_every`` steps and resuming from the newest
+    matching checkpoint; write the adapter (or full model) to ``out_dir`` and the per-step log
+    to ``log_csv``. Returns summary figures (final losses, tokens/s)."""
+    if settings.loss == "kd" and any(t.teacher is None for t in tasks):
+        raise ValueError("loss 'kd' needs a teacher cache for every task")
+    torch.manual_seed(settings.seed)
+    model = prepare_model(model_path, settings, trust_remote_code)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    steps = total_steps(tasks, settings)
+    warmup = min(settings.warmup_steps, steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
+    )
+    plan = batch_plan(tasks, settings)
+    checkpoint_dir = Path(checkpoint_dir)
+    fingerprint = settings.fingerprint()
+    start, log_rows = 0, []
+    resume = latest_checkpoint(checkpoint_dir, fingerprint)
+    if resume is not None:
+        start, log_rows = load_checkpoint(resume, model, optimizer, scheduler)
+        log.info("resumed from %s (step %d of %d)", resume, start, steps)
+    autocast = settings.bf16 and (device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    model.train()
+    bar = tqdm(range(start, steps), desc="train", file=sys.stderr, disable=not progress, mininterval=5)
+    for step in bar:
+        began, tokens, ce_sum, kd_sum = time.perf_counter(), 0, 0.0, 0.0
+        for micro in range(settings.grad_accum):
+            task_index, indices = plan[step * settings.grad_accum + micro]
+            data = tasks[task_index]
+            batch = collate([data.examples[i] for i in indices], pad_id)
+            tokens += int(batch["attention_mask"].sum())
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                    logits_to_keep=batch["keep"].to(device),
+                ).logits
+            answer_logits = logits[batch["rows"].to(device), batch["slots"].to(device)]
+            ce = answer_ce(answer_logits, batch["targets"].to(device))
+            loss = ce
+            kd = torch.zeros((), device=device)
+            if settings.loss == "kd":
+                values, ids = zip(*(data.teacher.example(i) for i in indices), strict=True)
+                kd = kd_term(
+                    settings.kd_loss,
+                    answer_logits,
+                    torch.cat(values).to(device),
+                    torch.cat(ids).to(device),
+                    settings.temperature,
+                )
+                loss = ce + settings.lam * kd
+            (loss / settings.grad_accum).backward()
+            ce_sum += ce.item() / settings.grad_accum
+            kd_sum += kd.item() / settings.grad_accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item()
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds = time.perf_counter() - began
+        lam = settings.lam if settings.loss == "kd" else 0.0
+        row = {
+            "step": step + 1,
+            "task": tasks[plan[step * settings.grad_accum][0]].task,
+            "ce": round(ce_sum, 6),
+            "kd": round(kd_sum, 6),
+            "lambda": lam,
+            "lambda_eff": lam,
+            "loss": round(ce_sum + lam * kd_sum, 6),
+            "lr": lr,
+            "grad_norm": round(grad_norm, 6),
+            "tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 1),
+        }
+        log_rows.append(row)
+        log.info(
+            "step %(step)d task %(task)s ce %(ce).4f kd %(kd).4f lambda %(lambda)g loss %(loss).4f tok/s %(tokens_per_s).0f",
+            row,
+        )
+        bar.set_postfix(ce=f"{ce_sum:.3f}", kd=f"{kd_sum:.3f}")
+        if settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps:
+            save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step + 1, fingerprint, log_rows)
+    _write_log(log_csv, log_rows)
+    _save_model(model, out_dir, settings)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    measured = [r["tokens_per_s"] for r in log_rows]
+    return {
+        "steps": steps,
+        "final_ce": log_rows[-1]["ce"],
+        "final_kd": log_rows[-1]["kd"],
+        "tokens_per_s": sum(measured) / len(measured),
+    }
+
+
+def _write_log(path: str | Path, rows: list[dict]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _save_model(model, out_dir: str | Path, settings: TrainSettings) -> None:
+    """The LoRA adapter (or the full model) written atomically to ``out_dir``."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    (tmp / "training.json").write_text(json.dumps(asdict(settings), indent=1))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)

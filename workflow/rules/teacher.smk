@@ -1,0 +1,20 @@
+rule teacher_cache:
+    """Top-K logits of the frozen base model at every answer token of the English training data,
+    given {tshots} demonstrations: computed once, read by every KD run of the task."""
+    input:
+        model=model_input,
+        train=DATA.replace("{split}", "train").replace("{lang}", "en"),
+    output:
+        cache=TEACHER,
+    log:
+        f"{LOGS}/teacher_cache/{{model}}.{{task}}.{{tshots}}shot.log",
+    conda:
+        "../../envs/inference.yaml"
+    threads: 8
+    params:
+        model_path=lambda wc: model_path(wc.model),
+        display_name=lambda wc: display_name(config, wc.model),
+        data=lambda wc: train_data_settings(config, wc.task),
+        settings=teacher_settings,
+    script:
+        "../scripts/teacher_cache.py"

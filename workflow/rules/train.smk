@@ -1,0 +1,31 @@
+rule train:
+    """One training condition (SFT, or CE + λ·KD against a cached teacher) on the English
+    training data of one task, or of every task in multitask mode; resumes from its last
+    checkpoint."""
+    input:
+        unpack(training_inputs),
+        model=model_input,
+    output:
+        adapter=directory(ADAPTER),
+        log_csv=report(
+            TRAIN_LOG,
+            caption="../../report/captions/train_log.rst",
+            category="Training",
+        ),
+    log:
+        f"{LOGS}/train/{{model}}.{{scope}}.{{condition}}.log",
+    conda:
+        "../../envs/inference.yaml"
+    threads: 8
+    params:
+        model_path=lambda wc: model_path(wc.model),
+        tasks=lambda wc: scope_tasks(wc.scope),
+        settings=lambda wc: train_settings(config, wc.condition),
+        data=lambda wc: {
+            t: train_data_settings(config, t) for t in scope_tasks(wc.scope)
+        },
+        trust_remote_code=lambda wc: config["models"][wc.model].get(
+            "trust_remote_code", False
+        ),
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,19 @@
+import torch
+
+from icldistill.logs import to_file
+from icldistill.train.run import run_training
+
+to_file(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+p = snakemake.params
+run_training(
+    p.model_path,
+    p.tasks,
+    list(snakemake.input.train),
+    list(snakemake.input.get("teacher", [])),
+    snakemake.output.adapter,
+    snakemake.output.log_csv,
+    p.settings,
+    p.data,
+    trust_remote_code=p.trust_remote_code,
+)
