@@ -113,3 +113,14 @@ def test_workflow_schema_rejects_wrong_type_naming_the_key(tmp_path):
     assert result.returncode != 0
     out = result.stdout + result.stderr
     assert "batch_size" in out and "'many' is not of type 'integer'" in out
+
+
+def test_multitask_mode_plans_one_training_run_per_condition(tmp_path):
+    cfg = _with("training.mode", "multitask")
+    result = _dry_run(tmp_path, cfg)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = result.stdout[result.stdout.index("Job stats:") :].split("\n\n")[0]
+    counts = {p[0]: int(p[1]) for p in (line.split() for line in table.splitlines()) if len(p) == 2 and p[1].isdigit()}
+    assert counts["train"] == 3  # finetuned, distilled, control over all tasks
+    assert counts["teacher_cache"] == 10  # still one per (task, teacher shots)
+    assert "results/smollm2-135m/multitask/distilled/adapter" in result.stdout

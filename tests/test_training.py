@@ -217,3 +217,17 @@ def test_killed_training_resumes_to_the_same_weights(tiny_model_dir, train_file,
         return [line.split(",")[:9] for line in Path(str(path) + ".csv").read_text().splitlines()]
 
     assert losses(interrupted) == losses(tmp_path / "straight")
+
+
+def test_multitask_training_samples_every_task(tiny_model_dir, train_file, tmp_path):
+    pos_file = tmp_path / "pos.train.jsonl"
+    prepare_split({"source": "local", "path": str(MINI)}, "pos", "train", "en", None, 1, pos_file, tmp_path / "m.json")
+    out = tmp_path / "multitask"
+    settings = {"max_steps": 6, "batch_size": 2, "checkpoint_every": 0}
+    summary = run_training(
+        str(tiny_model_dir), ["nli", "pos"], [str(train_file), str(pos_file)], [], str(out), str(out) + ".csv", settings,
+        {"nli": DATA, "pos": DATA},
+    )  # fmt: skip
+    assert summary["steps"] == 6
+    tasks = {line.split(",")[1] for line in Path(str(out) + ".csv").read_text().splitlines()[1:]}
+    assert tasks == {"nli", "pos"}
