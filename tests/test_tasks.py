@@ -98,4 +98,5 @@ def test_tag_budget_scales_with_length_and_respects_cap():
     ner = get_task("ner")
     assert ner.generation_budget({"tokens": ["x"] * 5}) == 28
     assert ner.generation_budget({"tokens": ["x"] * 500}, default=64) == 64
+    assert get_task("pos").generation_budget({"tokens": ["x"] * 5}) == 23
     assert get_task("nli").generation_budget({}, default=4) == 4

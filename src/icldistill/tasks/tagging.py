@@ -18,6 +18,8 @@ class TaggingTask(Task):
     tag_field: str = ""
     #: tag used for positions the prediction does not cover
     pad_tag: str = NO_MATCH
+    #: generation budget per input token (a tag and its separator, in model tokens)
+    tokens_per_tag: int = 4
 
     @property
     def fields(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -51,9 +53,9 @@ class TaggingTask(Task):
         return " ".join(row[self.tag_field])
 
     def generation_budget(self, row: Row, default: int | None = None) -> int:
-        # a tag is at most ~3 tokens plus its separator; never more than the configured cap
+        # never more than the configured cap
         cap = default if default is not None else self.max_new_tokens
-        return min(cap, 4 * len(row["tokens"]) + 8)
+        return min(cap, self.tokens_per_tag * len(row["tokens"]) + 8)
 
     def parse(self, output: str, row: Row) -> list[str] | None:
         """Tags aligned by position to the input tokens, padded or cut to its length.
@@ -102,6 +104,8 @@ class POS(TaggingTask):
     languages = ("en", "hi", "es", "de", "fr", "zh")
     metrics = ("accuracy",)
     tag_field = "pos_tags"
+    # UPOS tags are one or two tokens with their leading space (NER's B-/I- tags take up to four)
+    tokens_per_tag = 3
     labels = (
         "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
         "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
