@@ -26,9 +26,12 @@ def _corpus():
             )
 
 
-def build_tiny_model(out: Path, vocab_size: int = 2000, seed: int = 0) -> Path:
+def build_tiny_model(
+    out: Path, vocab_size: int = 2000, seed: int = 0, hidden_size: int = 32, num_attention_heads: int = 4
+) -> Path:
     """A randomly initialised 2-layer Llama and a BPE tokenizer trained on the mini data,
-    with a ChatML chat template: a few MB, built in about a second."""
+    with a ChatML chat template: a few MB, built in about a second. (vLLM's CPU attention
+    needs a head size of at least 32: ``hidden_size=64, num_attention_heads=2``.)"""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -48,11 +51,11 @@ def build_tiny_model(out: Path, vocab_size: int = 2000, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(fast),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=max(1, num_attention_heads // 2),
         max_position_embeddings=4096,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,

@@ -15,8 +15,13 @@ from .tasks import get_task
 log = logging.getLogger(__name__)
 
 
-def make_backend(model_path: str | Path, settings: dict[str, Any], adapter: str | Path | None = None) -> Any:
-    """The configured backend (``settings['backend']``) for ``model_path``."""
+def make_backend(
+    model_path: str | Path, settings: dict[str, Any], adapter: str | Path | None = None, purpose: str = "infer"
+) -> Any:
+    """The configured backend (``settings['backend']``, ``hf`` or ``vllm``) for ``model_path``.
+
+    ``purpose`` is ``infer`` (generation, label log-likelihoods) or ``teacher`` (top-K logits).
+    """
     name = settings.get("backend", "hf")
     if name == "hf":
         from .backends.hf import HFBackend
@@ -29,26 +34,72 @@ def make_backend(model_path: str | Path, settings: dict[str, Any], adapter: str 
             trust_remote_code=settings.get("trust_remote_code", False),
             adapter=adapter,
         )
-    raise ValueError(f"generation.backend: unknown backend {name!r}")
+    if name == "vllm":
+        try:
+            from .backends.vllm import VLLMBackend
+        except ImportError as err:
+            raise ImportError(
+                f"generation.backend is 'vllm' but vLLM cannot be imported ({err}); install it with "
+                "pip install -e '.[vllm]' (CUDA) or bash scripts/install-vllm.sh (CPU), or use envs/vllm.yaml"
+            ) from err
+        teacher = purpose == "teacher"
+        return VLLMBackend(
+            model_path,
+            dtype=settings.get("dtype", "auto"),
+            trust_remote_code=settings.get("trust_remote_code", False),
+            adapter=adapter,
+            options=settings.get("vllm") or {},
+            logprobs_mode="raw_logits" if teacher else "raw_logprobs",
+            max_logprobs=settings.get("top_k", 20) if teacher else 20,
+            merge_adapter=settings.get("scoring") == "loglik",
+        )
+    raise ValueError(f"generation.backend: unknown backend {name!r} (expected hf or vllm)")
+
+
+def _check_ids(task_id: str, prompts: PromptSet, rows: list[dict]) -> None:
+    if [r["id"] for r in rows] != prompts.ids:
+        raise ValueError(f"{task_id}: prompt ids do not match the evaluation data")
+
+
+def predict_cells(
+    backend: Any, task_id: str, cells: list[tuple[PromptSet, list[dict]]], settings: dict[str, Any]
+) -> list[list[dict]]:
+    """Prediction rows ``{"id", "output"}`` (plus ``"scores"`` under loglik scoring) for each
+    ``(prompts, rows)`` cell. Generation goes to the backend in one call over all cells when
+    it offers ``generate_many`` (vLLM schedules them together)."""
+    task = get_task(task_id)
+    for prompts, rows in cells:
+        _check_ids(task_id, prompts, rows)
+    if settings.get("scoring", "generate") == "loglik":
+        choices = list(task.choices())
+        result = []
+        for prompts, _ in cells:
+            scores = backend.loglik(prompts, choices)
+            result.append(
+                [
+                    {"id": i, "output": choices[max(range(len(choices)), key=s.__getitem__)], "scores": s}
+                    for i, s in zip(prompts.ids, scores, strict=True)
+                ]
+            )
+        return result
+    requests = [
+        (prompts, [task.generation_budget(r, settings.get("max_new_tokens")) for r in rows]) for prompts, rows in cells
+    ]
+    if hasattr(backend, "generate_many"):
+        outputs = backend.generate_many(requests)
+    else:
+        outputs = [backend.generate(prompts, budgets) for prompts, budgets in requests]
+    return [
+        [{"id": i, "output": o} for i, o in zip(prompts.ids, texts, strict=True)]
+        for (prompts, _), texts in zip(cells, outputs, strict=True)
+    ]
 
 
 def predict_cell(
     backend: Any, task_id: str, prompts: PromptSet, rows: list[dict], settings: dict[str, Any]
 ) -> list[dict]:
-    """Prediction rows ``{"id", "output"}`` (plus ``"scores"`` under loglik scoring)."""
-    task = get_task(task_id)
-    if [r["id"] for r in rows] != prompts.ids:
-        raise ValueError(f"{task_id}: prompt ids do not match the evaluation data")
-    if settings.get("scoring", "generate") == "loglik":
-        choices = list(task.choices())
-        scores = backend.loglik(prompts, choices)
-        return [
-            {"id": i, "output": choices[max(range(len(choices)), key=s.__getitem__)], "scores": s}
-            for i, s in zip(prompts.ids, scores, strict=True)
-        ]
-    budgets = [task.generation_budget(r, settings.get("max_new_tokens")) for r in rows]
-    outputs = backend.generate(prompts, budgets)
-    return [{"id": i, "output": o} for i, o in zip(prompts.ids, outputs, strict=True)]
+    """Prediction rows of one cell (see :func:`predict_cells`)."""
+    return predict_cells(backend, task_id, [(prompts, rows)], settings)[0]
 
 
 def run_inference(
@@ -63,12 +114,15 @@ def run_inference(
     """Predict every language of one (model, task, condition); files are aligned by position."""
     if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
         model_path, adapter = adapter, None  # a full fine-tune is a model folder of its own
+    cells = [
+        (PromptSet.from_json(json.loads(Path(p).read_text(encoding="utf-8"))), read_jsonl(d))
+        for p, d in zip(prompt_files, data_files, strict=True)
+    ]
     backend = make_backend(model_path, settings, adapter)
-    for prompt_file, data_file, out_file in zip(prompt_files, data_files, out_files, strict=True):
-        prompts = PromptSet.from_json(json.loads(Path(prompt_file).read_text(encoding="utf-8")))
-        rows = read_jsonl(data_file)
-        start = time.perf_counter()
-        predictions = predict_cell(backend, task_id, prompts, rows, settings)
-        seconds = time.perf_counter() - start
-        log.info("%s: %d examples in %.1f s (%.2f ex/s)", out_file, len(rows), seconds, len(rows) / max(seconds, 1e-9))
-        write_jsonl(out_file, predictions)
+    start = time.perf_counter()
+    predictions = predict_cells(backend, task_id, cells, settings)
+    seconds = time.perf_counter() - start
+    n = sum(len(rows) for _, rows in cells)
+    log.info("%d cells, %d examples in %.1f s (%.2f ex/s)", len(cells), n, seconds, n / max(seconds, 1e-9))
+    for out_file, rows in zip(out_files, predictions, strict=True):
+        write_jsonl(out_file, rows)

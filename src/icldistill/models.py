@@ -100,3 +100,31 @@ def load_causal_lm(
         str(path), dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code
     )
     return model.to(device).eval()
+
+
+def eos_token_ids(path: str | Path, tokenizer: Any) -> list[int]:
+    """Token ids that end a completion: the model's generation-config EOS ids (chat models list
+    their end-of-turn token there) plus the tokenizer's EOS. Both backends stop on these."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        eos = GenerationConfig.from_pretrained(str(path)).eos_token_id
+    except OSError:  # no generation_config.json: the model config's
+        eos = getattr(AutoConfig.from_pretrained(str(path)), "eos_token_id", None)
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos:
+        eos.append(tokenizer.eos_token_id)
+    return eos
+
+
+def merge_adapter(model_path: str | Path, adapter: str | Path, out_dir: str | Path, dtype: str = "auto") -> Path:
+    """Write ``model_path`` with the PEFT adapter merged into its weights (plus tokenizer) to
+    ``out_dir``: a plain model folder for engines that cannot apply the adapter themselves."""
+    from peft import PeftModel
+
+    model = load_causal_lm(model_path, dtype, device="cpu")
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    out_dir = Path(out_dir)
+    merged.save_pretrained(out_dir)
+    load_tokenizer(model_path).save_pretrained(out_dir)
+    return out_dir

@@ -58,14 +58,14 @@ def compute_teacher_cache(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Top-K teacher logits at every answer token of ``examples`` (teacher prompts + answers).
 
-    ``backend`` is an :class:`~icldistill.backends.hf.HFBackend`: the shared prefix (system
-    message and demonstrations) is encoded once and its KV cache reused for every example.
+    ``backend`` is an HF or vLLM backend (``answer_topk``): the HF backend encodes the shared
+    prefix (system message and demonstrations) once and reuses its KV cache; vLLM returns
+    the raw logits of the prompt positions (``logprobs_mode="raw_logits"``).
     """
     seqs = [e.prompt_ids + e.answer_ids for e in examples]
     n_last = [len(e.answer_ids) for e in examples]
     per_example: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(examples)
-    for i, logits in backend.continuation_logits(prefix, seqs, n_last, desc="teacher"):
-        values, ids = torch.topk(logits, k=min(top_k, logits.shape[-1]), dim=-1)
+    for i, values, ids in backend.answer_topk(prefix, seqs, n_last, top_k):
         per_example[i] = (values.to(VALUE_DTYPES[value_dtype]).cpu(), ids.to(torch.int32).cpu())
     lengths = torch.tensor([0] + n_last, dtype=torch.int64)
     tensors = {
@@ -74,7 +74,12 @@ def compute_teacher_cache(
         "offsets": lengths.cumsum(0),
         "answer_ids": torch.tensor([t for e in examples for t in e.answer_ids], dtype=torch.int32),
     }
-    header = {"format_version": FORMAT_VERSION, "top_k": int(tensors["ids"].shape[1]), "value_dtype": value_dtype}
+    header = {
+        "format_version": FORMAT_VERSION,
+        "top_k": int(tensors["ids"].shape[1]),
+        "value_dtype": value_dtype,
+        "quantity": "logits",
+    }
     return tensors, header
 
 
@@ -101,6 +106,8 @@ def load_teacher_cache(path: str | Path, examples: list[TrainExample], tokenizer
     except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise TeacherCacheError(f"{path}: not a readable teacher cache ({err})") from None
     cache = TeacherCache(header=header, **tensors)
+    if header.get("quantity", "logits") != "logits":
+        raise TeacherCacheError(f"{path}: holds {header['quantity']}, the KD loss reads logits (rebuild the cache)")
     if header.get("tokenizer_hash") != tokenizer_hash:
         raise TeacherCacheError(
             f"{path}: made with another tokenizer ({header.get('tokenizer_hash')} != {tokenizer_hash})"
@@ -133,16 +140,11 @@ def build_teacher_cache(
     """The teacher rule: build the training sequences with ``shots`` demonstrations, run the
     frozen base model once over them and write the cache. ``demo_shots`` is the k whose
     demonstrations are held out of training (the same for every condition)."""
-    from .backends.hf import HFBackend
     from .data import read_jsonl
+    from .inference import make_backend
     from .train.examples import build_sequences, tokenizer_hash, training_rows
 
-    backend = HFBackend(
-        model_path,
-        dtype=settings.get("dtype", "auto"),
-        batch_size=settings.get("batch_size", 8),
-        trust_remote_code=settings.get("trust_remote_code", False),
-    )
+    backend = make_backend(model_path, settings | {"top_k": top_k}, purpose="teacher")
     pool = read_jsonl(train_file)
     rows = training_rows(pool, task_id, demo_shots, seed, max_examples)
     prefix, examples = build_sequences(backend.tokenizer, task_id, rows, pool, shots, seed)
@@ -154,6 +156,7 @@ def build_teacher_cache(
         "task": task_id,
         "shots": shots,
         "tokenizer_hash": tokenizer_hash(backend.tokenizer),
+        "backend": settings.get("backend", "hf"),
         "example_ids": [e.id for e in examples],
         "prefix_tokens": len(prefix),
     }

@@ -151,18 +151,30 @@ def condition_prompts(wildcards):
     )
 
 
+def backend_settings(model, backend):
+    """Settings of ``backend`` for ``model``: the HF batching keys, or the vLLM engine options
+    (``generation.vllm`` overridden per model by ``models.<model>.vllm``)."""
+    gen = config["generation"]
+    spec = config["models"][model]
+    common = {
+        "backend": backend,
+        "dtype": spec.get("dtype", "auto"),
+        "trust_remote_code": spec.get("trust_remote_code", False),
+    }
+    if backend == "vllm":
+        return common | {"vllm": (gen.get("vllm") or {}) | (spec.get("vllm") or {})}
+    return common | {"reuse_prefix": gen.get("reuse_prefix", True)}
+
+
 def inference_settings(wildcards):
     """Exactly the settings predictions depend on (a change reruns only affected jobs)."""
     gen = config["generation"]
-    model = config["models"][wildcards.model]
-    return {
-        "backend": gen.get("backend", "hf"),
-        "batch_size": gen.get("batch_size", 16),
-        "reuse_prefix": gen.get("reuse_prefix", True),
+    settings = backend_settings(wildcards.model, gen.get("backend", "hf"))
+    if settings["backend"] == "hf":
+        settings["batch_size"] = gen.get("batch_size", 16)
+    return settings | {
         "max_new_tokens": (gen.get("max_new_tokens") or {}).get(wildcards.task),
         "scoring": (config.get("scoring") or {}).get(wildcards.task, "generate"),
-        "dtype": model.get("dtype", "auto"),
-        "trust_remote_code": model.get("trust_remote_code", False),
     }
 
 
@@ -208,13 +220,22 @@ def condition_adapter(wildcards):
     ]
 
 
+def teacher_backend():
+    teacher = config.get("teacher") or {}
+    return teacher.get("backend") or config["generation"].get("backend", "hf")
+
+
 def teacher_settings(wildcards):
     teacher = config.get("teacher") or {}
-    model = config["models"][wildcards.model]
-    return {
+    settings = backend_settings(wildcards.model, teacher_backend())
+    if settings["backend"] == "hf":
+        settings["batch_size"] = teacher.get("batch_size", 8)
+    return settings | {
         "top_k": teacher.get("top_k", 256),
         "value_dtype": teacher.get("value_dtype", "bfloat16"),
-        "batch_size": teacher.get("batch_size", 8),
-        "dtype": model.get("dtype", "auto"),
-        "trust_remote_code": model.get("trust_remote_code", False),
     }
+
+
+def stage_env(backend):
+    """The conda env of an inference or teacher job (used with --use-conda)."""
+    return "../../envs/vllm.yaml" if backend == "vllm" else "../../envs/inference.yaml"

@@ -11,7 +11,7 @@ rule infer:
     log:
         f"{LOGS}/infer/{{model}}.{{task}}.{{condition}}.log",
     conda:
-        "../../envs/inference.yaml"
+        stage_env(config["generation"].get("backend", "hf"))
     threads: 8
     params:
         model_path=lambda wc: model_path(wc.model),

