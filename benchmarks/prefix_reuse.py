@@ -10,10 +10,10 @@ Uses the shipped mini data by default; ``--data ../shared/xtreme-real`` reads th
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
+from common import inference_parser
 
 from icldistill.backends.hf import HFBackend
 from icldistill.data import read_local, sample_rows
@@ -22,16 +22,7 @@ from icldistill.tasks import get_task
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="Hugging Face folder or id")
-    parser.add_argument("--task", default="ner")
-    parser.add_argument("--langs", nargs="+", default=["en", "de", "zh"])
-    parser.add_argument("--data", default="resources/xtreme-mini")
-    parser.add_argument("--examples", type=int, default=16, help="examples per language")
-    parser.add_argument("--shots", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = inference_parser(__doc__)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)

@@ -145,3 +145,28 @@ def test_loglik_with_and_without_reuse_agree(backend, tokenizer):
     assert len(a) == 4 and all(len(r) == 3 for r in a)
     assert all(x < 0 for r in a for x in r)
     assert [x for r in a for x in r] == pytest.approx([x for r in b for x in r], abs=1e-4)
+
+
+def test_cut_at_stop_takes_the_earliest_stop_string():
+    from icldistill.backends.base import cut_at_stop
+
+    assert cut_at_stop("B-PER O\nnext", ["\n"]) == "B-PER O"
+    assert cut_at_stop("a;b\nc", ["\n", ";"]) == "a"
+    assert cut_at_stop("no stop here", ["###"]) == "no stop here"
+    assert cut_at_stop("text", None) == "text"
+    assert cut_at_stop("###", ["###"]) == ""
+
+
+def test_generation_stops_at_a_stop_string(backend, tokenizer):
+    task = get_task("qa")
+    rows = read_local(MINI, "qa", "test", "de")[:4]
+    prompts = build_prompts(tokenizer, task, rows, read_local(MINI, "qa", "train", "en"), k=0, seed=2, lang="de")
+    free = backend.generate(prompts, [16] * 4)
+    # stop at a piece of text the model really generates
+    stop = next(o[len(o) // 2 : len(o) // 2 + 2] for o in free if len(o) >= 4)
+    cut = backend.generate(prompts, [16] * 4, stop=[stop])
+    for full, short in zip(free, cut, strict=True):
+        assert stop not in short
+        assert full.startswith(short)
+        assert short == (full[: full.index(stop)] if stop in full else full)
+    assert sum(map(len, cut)) < sum(map(len, free))

@@ -30,7 +30,13 @@ pytest.importorskip("vllm", reason="vLLM is not installed here (bash scripts/ins
 pytestmark = pytest.mark.vllm
 
 #: small engines for 2-core CI machines: little KV memory, no compilation
-CPU_OPTIONS = {"enforce_eager": True, "cpu_kvcache_space_gib": 1, "max_model_len": 2048, "seed": 0}
+CPU_OPTIONS = {
+    "enforce_eager": True,
+    "cpu_kvcache_space_gib": 1,
+    "max_model_len": 2048,
+    "seed": 0,
+    "multiprocessing": False,
+}
 TASKS = [("nli", 2), ("pa", 0), ("qa", 2), ("ner", 2), ("pos", 0)]
 
 
@@ -105,6 +111,16 @@ def test_greedy_outputs_equal_hf_on_every_task(tiny_engine, tiny_dir):
     assert any(o for cell in got for o in cell)
 
 
+def test_stop_strings_cut_outputs_like_hf(tiny_engine, tiny_dir):
+    cells = [(_prompts(tiny_dir, t, k), [12] * 4) for t, k in TASKS[2:]]
+    hf = _hf(tiny_dir)
+    free = [hf.generate(prompts, budgets) for prompts, budgets in cells]
+    stop = [next(o[len(o) // 2 : len(o) // 2 + 2] for cell in free for o in cell if len(o) >= 4)]
+    got = tiny_engine.generate_many(cells, stop)
+    assert got == [hf.generate(prompts, budgets, stop) for prompts, budgets in cells]
+    assert sum(len(o) for cell in got for o in cell) < sum(len(o) for cell in free for o in cell)
+
+
 def test_loglik_matches_hf(tiny_engine, tiny_dir):
     prompts = _prompts(tiny_dir, "nli", 2)
     choices = list(get_task("nli").choices())
@@ -113,13 +129,19 @@ def test_loglik_matches_hf(tiny_engine, tiny_dir):
     assert [x for r in got for x in r] == pytest.approx([x for r in want for x in r], abs=1e-3)
 
 
-def test_lora_adapter_outputs_equal_hf_merged_adapter(tiny_dir, adapter_dir):
-    engine = _vllm(tiny_dir, adapter=adapter_dir)
+@pytest.mark.parametrize("merge", [False, True], ids=["lora_request", "merged"])
+def test_lora_adapter_outputs_equal_hf_merged_adapter(tiny_dir, adapter_dir, merge):
+    from icldistill.backends.vllm import VLLMBackend
+
+    options = CPU_OPTIONS | {"merge_adapters": merge}
+    engine = VLLMBackend(tiny_dir, dtype="float32", options=options, progress=False, adapter=adapter_dir)
     try:
+        assert (engine.lora is None) == merge
         prompts = _prompts(tiny_dir, "ner", 2)
         with_adapter = engine.generate(prompts, [10] * 4)
-        with pytest.raises(ValueError, match="merge_adapter"):
-            engine.loglik(prompts, ["O"])
+        if not merge:
+            with pytest.raises(ValueError, match="merge_adapter"):
+                engine.loglik(prompts, ["O"])
     finally:
         engine.close()
     assert with_adapter == _hf(tiny_dir, adapter=adapter_dir).generate(prompts, [10] * 4)

@@ -94,9 +94,10 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
             _fail(f"scoring.{task}", f"unknown task {task!r}")
         if config["scoring"][task] == "loglik" and not get_task(task).supports_loglik:
             _fail(f"scoring.{task}", "loglik scoring needs a label task (nli, pa)")
-    for task in config.get("generation", {}).get("max_new_tokens") or {}:
-        if task not in TASKS:
-            _fail(f"generation.max_new_tokens.{task}", f"unknown task {task!r}")
+    for key in ("max_new_tokens", "stop"):
+        for task in config.get("generation", {}).get(key) or {}:
+            if task not in TASKS:
+                _fail(f"generation.{key}.{task}", f"unknown task {task!r}")
     data = config.get("data", {})
     if data.get("source") == "local":
         path = Path(root) / data.get("path", "")

@@ -56,6 +56,13 @@ def make_backend(
     raise ValueError(f"generation.backend: unknown backend {name!r} (expected hf or vllm)")
 
 
+def close_backend(backend: Any) -> None:
+    """Stop a backend's engine processes (vLLM) before the interpreter shuts down."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+
+
 def _check_ids(task_id: str, prompts: PromptSet, rows: list[dict]) -> None:
     if [r["id"] for r in rows] != prompts.ids:
         raise ValueError(f"{task_id}: prompt ids do not match the evaluation data")
@@ -85,10 +92,11 @@ def predict_cells(
     requests = [
         (prompts, [task.generation_budget(r, settings.get("max_new_tokens")) for r in rows]) for prompts, rows in cells
     ]
+    stop = settings.get("stop") or None
     if hasattr(backend, "generate_many"):
-        outputs = backend.generate_many(requests)
+        outputs = backend.generate_many(requests, stop)
     else:
-        outputs = [backend.generate(prompts, budgets) for prompts, budgets in requests]
+        outputs = [backend.generate(prompts, budgets, stop) for prompts, budgets in requests]
     return [
         [{"id": i, "output": o} for i, o in zip(prompts.ids, texts, strict=True)]
         for (prompts, _), texts in zip(cells, outputs, strict=True)
@@ -120,7 +128,10 @@ def run_inference(
     ]
     backend = make_backend(model_path, settings, adapter)
     start = time.perf_counter()
-    predictions = predict_cells(backend, task_id, cells, settings)
+    try:
+        predictions = predict_cells(backend, task_id, cells, settings)
+    finally:
+        close_backend(backend)
     seconds = time.perf_counter() - start
     n = sum(len(rows) for _, rows in cells)
     log.info("%d cells, %d examples in %.1f s (%.2f ex/s)", len(cells), n, seconds, n / max(seconds, 1e-9))

@@ -141,7 +141,7 @@ def build_teacher_cache(
     frozen base model once over them and write the cache. ``demo_shots`` is the k whose
     demonstrations are held out of training (the same for every condition)."""
     from .data import read_jsonl
-    from .inference import make_backend
+    from .inference import close_backend, make_backend
     from .train.examples import build_sequences, tokenizer_hash, training_rows
 
     backend = make_backend(model_path, settings | {"top_k": top_k}, purpose="teacher")
@@ -149,7 +149,12 @@ def build_teacher_cache(
     rows = training_rows(pool, task_id, demo_shots, seed, max_examples)
     prefix, examples = build_sequences(backend.tokenizer, task_id, rows, pool, shots, seed)
     start = time.perf_counter()
-    tensors, header = compute_teacher_cache(backend, prefix, examples, top_k, settings.get("value_dtype", "bfloat16"))
+    try:
+        tensors, header = compute_teacher_cache(
+            backend, prefix, examples, top_k, settings.get("value_dtype", "bfloat16")
+        )
+    finally:
+        close_backend(backend)
     seconds = time.perf_counter() - start
     header |= {
         "model": model_name,

@@ -174,6 +174,7 @@ def inference_settings(wildcards):
         settings["batch_size"] = gen.get("batch_size", 16)
     return settings | {
         "max_new_tokens": (gen.get("max_new_tokens") or {}).get(wildcards.task),
+        "stop": (gen.get("stop") or {}).get(wildcards.task, []),
         "scoring": (config.get("scoring") or {}).get(wildcards.task, "generate"),
     }
 

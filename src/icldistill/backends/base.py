@@ -7,11 +7,21 @@ from typing import Protocol
 from ..prompts import PromptSet
 
 
+def cut_at_stop(text: str, stop: list[str] | None) -> str:
+    """``text`` up to the first occurrence of any stop string (the stop string excluded).
+
+    Both backends stop generating at a stop string and then cut with this, so they return the
+    same text whichever token the stop string ended in."""
+    cut = min((i for i in (text.find(s) for s in stop or ()) if i >= 0), default=len(text))
+    return text[:cut]
+
+
 class Backend(Protocol):
     """Greedy generation and label scoring over the prompts of one cell."""
 
-    def generate(self, prompts: PromptSet, max_new_tokens: list[int]) -> list[str]:
-        """One greedy completion per prompt, each at most ``max_new_tokens[i]`` tokens."""
+    def generate(self, prompts: PromptSet, max_new_tokens: list[int], stop: list[str] | None = None) -> list[str]:
+        """One greedy completion per prompt, each at most ``max_new_tokens[i]`` tokens and cut
+        before the first of the ``stop`` strings."""
         ...
 
     def loglik(self, prompts: PromptSet, choices: list[str]) -> list[list[float]]:

