@@ -10,6 +10,18 @@ report: "report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+# cheap CPU steps run where snakemake runs, not as cluster jobs
+localrules:
+    all,
+    prepare_split,
+    build_prompts,
+    score_cell,
+    collect_cells,
+    render_results,
+
+
 include: "workflow/rules/model.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/prompts.smk"

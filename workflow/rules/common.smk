@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from icldistill.cluster import declared_keys, job_resource
 from icldistill.config import (
     ConfigError,
     cells,
@@ -20,6 +21,12 @@ from icldistill.config import (
     train_settings,
     uses_teacher,
 )
+
+# --configfile files are merged over config/config.yaml key by key; a model or condition set to
+# null there is removed (config/paper.yaml drops the default model this way)
+for _section in ("models", "conditions"):
+    if isinstance(config.get(_section), dict):
+        config[_section] = {k: v for k, v in config[_section].items() if v is not None}
 
 validate(config, schema="../../config/schema/config.schema.yaml")
 if (
@@ -240,3 +247,17 @@ def teacher_settings(wildcards):
 def stage_env(backend):
     """The conda env of an inference or teacher job (used with --use-conda)."""
     return "../../envs/vllm.yaml" if backend == "vllm" else "../../envs/inference.yaml"
+
+
+# -- cluster resources -------------------------------------------------------------------------
+def _resource(stage, key):
+    def value(wildcards, attempt):
+        return job_resource(config, wildcards.model, stage, key, attempt)
+
+    return value
+
+
+def cluster_resources(stage):
+    """SLURM requests of a ``stage`` job (``cluster`` and ``models.<name>.cluster`` in the
+    config), memory and runtime growing with each retry; ignored by local runs."""
+    return {key: _resource(stage, key) for key in declared_keys(config, stage)}

@@ -13,6 +13,8 @@ rule infer:
     conda:
         stage_env(config["generation"].get("backend", "hf"))
     threads: 8
+    resources:
+        **cluster_resources("infer"),
     params:
         model_path=lambda wc: model_path(wc.model),
         languages=languages_of,

@@ -7,6 +7,8 @@ rule convert_gguf_model:
     conda:
         "../../envs/model.yaml"
     threads: 2
+    resources:
+        **cluster_resources("model"),
     params:
         package=lambda wc: config["models"][wc.model]["gguf"]["package"],
         file=lambda wc: config["models"][wc.model]["gguf"]["file"],

@@ -11,6 +11,8 @@ rule teacher_cache:
     conda:
         stage_env(teacher_backend())
     threads: 8
+    resources:
+        **cluster_resources("teacher"),
     params:
         model_path=lambda wc: model_path(wc.model),
         display_name=lambda wc: display_name(config, wc.model),

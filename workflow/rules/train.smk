@@ -17,6 +17,8 @@ rule train:
     conda:
         "../../envs/inference.yaml"
     threads: 8
+    resources:
+        **cluster_resources("train"),
     params:
         model_path=lambda wc: model_path(wc.model),
         tasks=lambda wc: scope_tasks(wc.scope),

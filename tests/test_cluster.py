@@ -1,0 +1,79 @@
+"""Cluster requests per (model, stage), retry scaling, and the SLURM profile's dry-run plan."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from icldistill.cluster import declared_keys, job_resource, stage_request
+
+from .conftest import ROOT
+
+CONFIG = {
+    "models": {
+        "small": {"path": "x"},
+        "big": {"path": "y", "cluster": {"gpu_model": "a100", "train": {"mem_mb": 96000, "runtime": 480, "gpu": 2}}},
+    },
+    "cluster": {"account": "proj", "gpu_partition": "gpu", "partition": "cpu", "retry_scale": 2},
+}
+
+
+def test_model_overrides_stage_defaults():
+    small, big = stage_request(CONFIG, "small", "train"), stage_request(CONFIG, "big", "train")
+    assert small == {"gpu": 1, "cpus_per_task": 4, "mem_mb": 32000, "runtime": 240}
+    assert big == {"gpu": 2, "cpus_per_task": 4, "mem_mb": 96000, "runtime": 480, "gpu_model": "a100"}
+    assert stage_request(CONFIG, "big", "model")["gpu"] == 0
+
+
+def test_memory_and_runtime_grow_with_attempts():
+    assert [job_resource(CONFIG, "big", "train", "mem_mb", a) for a in (1, 2, 3)] == [96000, 192000, 384000]
+    assert [job_resource(CONFIG, "small", "infer", "runtime", a) for a in (1, 2)] == [60, 120]
+    assert [job_resource(CONFIG, "big", "train", "gpu", a) for a in (1, 2)] == [2, 2]
+
+
+def test_partitions_account_and_declared_keys():
+    assert job_resource(CONFIG, "small", "infer", "slurm_partition") == "gpu"
+    assert job_resource(CONFIG, "small", "model", "slurm_partition") == "cpu"
+    assert job_resource(CONFIG, "small", "infer", "slurm_account") == "proj"
+    assert job_resource(CONFIG, "small", "infer", "gpu_model") == ""
+    keys = declared_keys(CONFIG, "train")
+    assert {"mem_mb", "runtime", "cpus_per_task", "gpu", "gpu_model", "slurm_account", "slurm_partition"} <= set(keys)
+    assert "slurm_extra" not in keys
+    # nothing set: the profile's default-resources decide account and partition
+    bare = {"models": {"m": {"path": "x"}}}
+    assert declared_keys(bare, "infer") == ["mem_mb", "runtime", "cpus_per_task", "gpu"]
+    assert declared_keys(bare, "model") == ["mem_mb", "runtime", "cpus_per_task"]
+
+
+def test_unknown_stage_is_an_error():
+    with pytest.raises(ValueError, match="unknown stage"):
+        stage_request(CONFIG, "small", "eval")
+
+
+def test_paper_config_plans_the_seed_grid_with_gpu_requests_through_the_slurm_profile():
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    result = subprocess.run(
+        [snakemake, "--profile", "slurm", "-n", "-j", "64", "--configfile", "config/paper.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    counts = {}
+    for line in out.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    # 4 models x 5 tasks x 5 conditions; 28 valid (task, language) pairs; 2 teacher shots
+    assert counts["infer"] == 100 and counts["train"] == 60 and counts["teacher_cache"] == 40
+    assert counts["score_cell"] == 4 * 5 * 28
+    blocks = out.split("\nrule ")
+    train_8b = next(b for b in blocks if b.startswith("train:") and "model=qwen3-8b" in b)
+    assert "gpu=1" in train_8b and "gpu_model=a100" in train_8b and "mem_mb=96000" in train_8b
+    infer_270m = next(b for b in blocks if b.startswith("infer:") and "model=gemma-3-270m" in b)
+    assert "gpu=1" in infer_270m and "mem_mb=16000" in infer_270m
