@@ -33,6 +33,10 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
 
+onerror:
+    partial_report()
+
+
 rule all:
     default_target: True
     input:

@@ -174,3 +174,42 @@ def test_lambda_change_replans_only_that_condition(finished_run, tiny_model_dir)
         "all": 1,
         "total": 41,
     }
+
+
+def test_failed_job_under_keep_going_leaves_a_partial_report(finished_run, tmp_path):
+    """A run in which a job fails still renders the finished cells to results/partial/ (with
+    --keep-going), and never writes the workflow's own table or report."""
+    import shutil
+
+    workdir = tmp_path / "partial"
+    data = tmp_path / "data"
+    shutil.copytree(MINI, data)
+    # a damaged German NER file: its data job fails, and with it that cell's chain
+    with (data / "ner" / "test.de.jsonl").open("a", encoding="utf-8") as f:
+        f.write("{not json\n")
+    config = yaml.safe_load((finished_run / "config.yaml").read_text())
+    config["tasks"], config["languages"] = ["pa", "ner"], ["en", "de"]
+    config["conditions"] = {k: v for k, v in config["conditions"].items() if k in ("base", "fewshot")}
+    config["data"]["path"] = str(data)
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+        + ["--configfile", str(workdir / "config.yaml"), "--cores", "2", "--keep-going"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode != 0
+    assert "cells finished; partial report" in result.stderr
+    partial = workdir / "results" / "partial"
+    cells = pd.read_csv(partial / "cells.csv")
+    # inference runs per (task, condition) over all languages: every NER cell failed
+    assert set(cells["task"]) == {"pa"}
+    assert set(cells["condition"]) == {"base", "fewshot"}
+    assert "test.de.jsonl" in result.stdout + result.stderr
+    assert "PA" in (partial / "RESULTS.md").read_text(encoding="utf-8")
+    assert not (workdir / "results" / "tables" / "cells.csv").exists()
+    assert not (workdir / "results" / "RESULTS.md").exists()

@@ -62,3 +62,18 @@ def write_cells(metric_files: list[str | Path], out_file: str | Path):
     cells.to_csv(tmp, index=False)
     tmp.replace(out_file)
     return cells
+
+
+def render_partial(metric_files: list[str | Path], out_dir: str | Path, template: str | Path | None = None):
+    """After a failed run (e.g. ``--keep-going``): the cells that finished, in ``out_dir``
+    (``cells.csv`` and ``RESULTS.md``, the missing cells shown as —). Written outside the
+    workflow's own outputs, so nothing partial is ever taken as complete. Returns the report
+    path, or None when no cell finished."""
+    from .render.report import render_report
+
+    done = [p for p in metric_files if Path(p).exists()]
+    if not done:
+        return None
+    out_dir = Path(out_dir)
+    cells = write_cells(done, out_dir / "cells.csv")
+    return render_report(cells, out_dir, template=template)

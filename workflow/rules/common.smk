@@ -261,3 +261,25 @@ def cluster_resources(stage):
     """SLURM requests of a ``stage`` job (``cluster`` and ``models.<name>.cluster`` in the
     config), memory and runtime growing with each retry; ignored by local runs."""
     return {key: _resource(stage, key) for key in declared_keys(config, stage)}
+
+
+# -- failed runs -------------------------------------------------------------------------------
+PARTIAL_DIR = "results/partial"
+
+
+def partial_report():
+    """Render the finished cells of a failed run (``--keep-going``) to results/partial/."""
+    from icldistill.aggregate import render_partial
+
+    metrics = all_metrics()
+    try:
+        path = render_partial(metrics, PARTIAL_DIR, template=REPORT_TEMPLATE)
+    except Exception as err:  # never mask the run's own error
+        print(f"partial report not written: {err}", file=sys.stderr)
+        return
+    if path is not None:
+        done = sum(Path(p).exists() for p in metrics)
+        print(
+            f"{done} of {len(metrics)} cells finished; partial report: {path}",
+            file=sys.stderr,
+        )
