@@ -64,16 +64,36 @@ def write_cells(metric_files: list[str | Path], out_file: str | Path):
     return cells
 
 
-def render_partial(metric_files: list[str | Path], out_dir: str | Path, template: str | Path | None = None):
+def render_partial(
+    metric_files: list[str | Path],
+    out_dir: str | Path,
+    expected: list[tuple[str, str, str, str, str]] | None = None,
+    template: str | Path | None = None,
+):
     """After a failed run (e.g. ``--keep-going``): the cells that finished, in ``out_dir``
-    (``cells.csv`` and ``RESULTS.md``, the missing cells shown as —). Written outside the
-    workflow's own outputs, so nothing partial is ever taken as complete. Returns the report
-    path, or None when no cell finished."""
+    (``cells.csv`` and ``RESULTS.md``). ``expected`` lists the grid's cells as (model display
+    name, model id, task, condition, language); those without a result get an empty value, which
+    the report shows as —. Written outside the workflow's own outputs, so nothing partial is ever
+    taken as complete. Returns the report path, or None when no cell finished."""
+    import pandas as pd
+
     from .render.report import render_report
+    from .vocab import PRIMARY_METRIC
 
     done = [p for p in metric_files if Path(p).exists()]
     if not done:
         return None
+    cells = collect_cells(done)
+    have = set(zip(cells["model_id"], cells["task"], cells["condition"], cells["language"], strict=True))
+    missing = [
+        {"model": name, "task": task, "condition": cond, "language": lang, "metric": PRIMARY_METRIC.get(task, "score")}
+        | {"value": None, "n": 0, "parse_failures": 0, "model_id": model_id}
+        for name, model_id, task, cond, lang in expected or ()
+        if (model_id, task, cond, lang) not in have
+    ]
+    if missing:
+        cells = pd.concat([cells, pd.DataFrame(missing, columns=CELL_COLUMNS)], ignore_index=True)
     out_dir = Path(out_dir)
-    cells = write_cells(done, out_dir / "cells.csv")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cells.to_csv(out_dir / "cells.csv", index=False)
     return render_report(cells, out_dir, template=template)

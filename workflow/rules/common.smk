@@ -273,7 +273,11 @@ def partial_report():
 
     metrics = all_metrics()
     try:
-        path = render_partial(metrics, PARTIAL_DIR, template=REPORT_TEMPLATE)
+        expected = [
+            (display_name(config, c.model), c.model, c.task, c.condition, c.language)
+            for c in cells(config)
+        ]
+        path = render_partial(metrics, PARTIAL_DIR, expected, template=REPORT_TEMPLATE)
     except Exception as err:  # never mask the run's own error
         print(f"partial report not written: {err}", file=sys.stderr)
         return
