@@ -71,6 +71,28 @@ def build_tiny_model(
     return out
 
 
+def small_grid_config(model_dir: Path, max_examples: int, max_new_tokens: dict, **sections) -> dict:
+    """A 2-task x 2-language grid of Base, Few-Shot, Fine-Tuned and Distilled on a tiny model
+    (the vLLM and SLURM tiers); ``sections`` add or replace top-level keys."""
+    return {
+        "models": {"tiny": {"display_name": "Tiny-Llama", "path": str(model_dir), "dtype": "float32"}},
+        "tasks": ["nli", "ner"],
+        "languages": ["en", "de"],
+        "conditions": {
+            "base": {"kind": "infer", "few_shot": False},
+            "fewshot": {"kind": "infer", "few_shot": True},
+            "finetuned": {"kind": "train", "loss": "ce"},
+            "distilled": {"kind": "train", "loss": "kd", "teacher_few_shot": True, "lambda": 0.5},
+        },
+        "data": {"source": "local", "path": str(MINI)},
+        "eval": {"split": "test", "max_examples": max_examples, "seed": 1},
+        "few_shot": {"k": 2, "seed": 1},
+        "generation": {"backend": "hf", "batch_size": 4, "max_new_tokens": max_new_tokens},
+        "training": {"max_steps": 2, "batch_size": 4, "max_examples": 8, "checkpoint_every": 1},
+        "teacher": {"top_k": 8},
+    } | sections
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))

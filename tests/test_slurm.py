@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import MINI, ROOT
+from .conftest import ROOT, small_grid_config
 
 pytestmark = pytest.mark.slurm
 
@@ -35,29 +35,17 @@ def _cluster_up() -> bool:
 
 def _config(model_dir: Path) -> dict:
     gpu_job = {"gpu": 1, "cpus_per_task": 1, "mem_mb": 3000, "runtime": 10}
-    return {
-        "models": {"tiny": {"display_name": "Tiny-Llama", "path": str(model_dir), "dtype": "float32"}},
-        "tasks": ["nli", "ner"],
-        "languages": ["en", "de"],
-        "conditions": {
-            "base": {"kind": "infer", "few_shot": False},
-            "fewshot": {"kind": "infer", "few_shot": True},
-            "finetuned": {"kind": "train", "loss": "ce"},
-            "distilled": {"kind": "train", "loss": "kd", "teacher_few_shot": True, "lambda": 0.5},
-        },
-        "data": {"source": "local", "path": str(MINI)},
-        "eval": {"split": "test", "max_examples": 3, "seed": 1},
-        "few_shot": {"k": 2, "seed": 1},
-        "generation": {"backend": "hf", "batch_size": 4, "max_new_tokens": {"nli": 4, "ner": 8}},
-        "training": {"max_steps": 2, "batch_size": 4, "max_examples": 8, "checkpoint_every": 1},
-        "teacher": {"top_k": 8},
-        "cluster": {
+    return small_grid_config(
+        model_dir,
+        max_examples=3,
+        max_new_tokens={"nli": 4, "ner": 8},
+        cluster={
             # the teacher jobs ask for 60 MB on their first attempt: SLURM kills them for memory
             # (JobAcctGatherParams=OverMemoryKill) and Snakemake resubmits them with 60 x 50 MB
             "retry_scale": 50,
             "stages": {"infer": gpu_job, "train": gpu_job, "teacher": gpu_job | {"mem_mb": 60}},
         },
-    }
+    )
 
 
 def _jobcomp() -> list[dict[str, str]]:

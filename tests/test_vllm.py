@@ -24,7 +24,7 @@ from icldistill.models import load_tokenizer
 from icldistill.prompts import build_prompts
 from icldistill.tasks import get_task
 
-from .conftest import MINI, ROOT, build_tiny_model
+from .conftest import MINI, ROOT, build_tiny_model, small_grid_config
 
 if os.environ.get("ICLDISTILL_REQUIRE_VLLM"):  # the CI tier: a broken install is a failure
     import vllm  # noqa: F401
@@ -226,29 +226,14 @@ def test_smollm2_greedy_outputs_and_teacher_logits_match_hf(smollm2_dir):
 
 # -- the workflow with backend: vllm -------------------------------------------------------------
 def _grid_config(model_dir: Path, backend: str) -> dict:
-    return {
-        "models": {"tiny": {"display_name": "Tiny-Llama", "path": str(model_dir), "dtype": "float32"}},
-        "tasks": ["nli", "ner"],
-        "languages": ["en", "de"],
-        "conditions": {
-            "base": {"kind": "infer", "few_shot": False},
-            "fewshot": {"kind": "infer", "few_shot": True},
-            "finetuned": {"kind": "train", "loss": "ce"},
-            "distilled": {"kind": "train", "loss": "kd", "teacher_few_shot": True, "lambda": 0.5},
-        },
-        "data": {"source": "local", "path": str(MINI)},
-        "eval": {"split": "test", "max_examples": 4, "seed": 1},
-        "few_shot": {"k": 2, "seed": 1},
-        "scoring": {"nli": "loglik"},
-        "generation": {
-            "backend": backend,
-            "batch_size": 4,
-            "max_new_tokens": {"nli": 4, "ner": 10},
-            "vllm": CPU_OPTIONS,
-        },
-        "training": {"max_steps": 2, "batch_size": 4, "max_examples": 8, "checkpoint_every": 1, "lr": 1e-3},
-        "teacher": {"top_k": 8},
-    }
+    return small_grid_config(
+        model_dir,
+        max_examples=4,
+        max_new_tokens={"nli": 4, "ner": 10},
+        scoring={"nli": "loglik"},
+        generation={"backend": backend, "batch_size": 4, "max_new_tokens": {"nli": 4, "ner": 10}, "vllm": CPU_OPTIONS},
+        training={"max_steps": 2, "batch_size": 4, "max_examples": 8, "checkpoint_every": 1, "lr": 1e-3},
+    )
 
 
 def _run_grid(workdir: Path, config: dict) -> None:
