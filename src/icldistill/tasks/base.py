@@ -41,6 +41,9 @@ class Task:
     languages: ClassVar[tuple[str, ...]]
     #: "label" (one label word), "span" (answer span) or "tags" (one tag per input token)
     answer_format: ClassVar[str]
+    #: task type the ``task_prior`` λ strategy keys on: classification, extractive_qa or
+    #: sequence_labelling
+    family: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
     #: system message of every prompt of the task
     instruction: ClassVar[str]

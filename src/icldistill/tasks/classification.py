@@ -11,6 +11,7 @@ class LabelTask(Task):
     """A task whose answer is one label word."""
 
     answer_format = "label"
+    family = "classification"
     metrics = ("accuracy",)
     max_new_tokens = 8
     supports_loglik = True

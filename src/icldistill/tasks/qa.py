@@ -12,6 +12,7 @@ class QA(Task):
     dataset = "MLQA"
     languages = ("en", "hi", "es", "de", "zh")
     answer_format = "span"
+    family = "extractive_qa"
     metrics = ("f1", "exact_match")
     max_new_tokens = 32
     fields = ("id", "context", "question", "answers")

@@ -14,6 +14,7 @@ class TaggingTask(Task):
     """One tag per input token; the answer is the space-separated tag sequence."""
 
     answer_format = "tags"
+    family = "sequence_labelling"
     max_new_tokens = 256
     tag_field: str = ""
     #: tag used for positions the prediction does not cover

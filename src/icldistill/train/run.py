@@ -23,19 +23,25 @@ def load_task_data(
     demo_shots: int,
     seed: int,
     max_examples: int | None,
+    dev_file: str | None = None,
 ) -> TaskData:
-    """The student's sequences (zero-shot prompt + answer) and, for KD, the checked teacher cache."""
+    """The student's sequences (zero-shot prompt + answer), for KD the checked teacher cache,
+    and, when ``dev_file`` is given, the held-out English dev sequences (``meta`` strategy)."""
     from ..teacher import load_teacher_cache
 
     pool = read_jsonl(train_file)
     rows = training_rows(pool, task_id, demo_shots, seed, max_examples)
     _, examples = build_sequences(tokenizer, task_id, rows, pool, 0, seed)
+    dev_examples = []
+    if dev_file:
+        dev_rows = read_jsonl(dev_file)
+        _, dev_examples = build_sequences(tokenizer, task_id, dev_rows, dev_rows, 0, seed)
     teacher = load_teacher_cache(teacher_file, examples, tokenizer_hash(tokenizer)) if teacher_file else None
     if teacher is not None:
         log.info(
             "%s: teacher cache %s, %.0f bytes per answer token", task_id, teacher_file, teacher.bytes_per_answer_token()
         )
-    return TaskData(task_id, examples, teacher)
+    return TaskData(task_id, examples, teacher, dev_examples)
 
 
 def run_training(
@@ -48,11 +54,14 @@ def run_training(
     settings: dict[str, Any],
     data_settings: dict[str, dict[str, Any]],
     trust_remote_code: bool = False,
+    dev_files: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train one condition on one task (``per_task``) or on several (``multitask``);
-    ``data_settings`` maps each task to its :func:`~icldistill.config.train_data_settings`."""
+    ``data_settings`` maps each task to its :func:`~icldistill.config.train_data_settings`;
+    ``dev_files`` (English dev, one per task) feed the ``meta`` strategy's look-ahead."""
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     teachers = teacher_files or [None] * len(task_ids)
+    devs = dev_files or [None] * len(task_ids)
     tasks = [
         load_task_data(
             tokenizer,
@@ -62,8 +71,9 @@ def run_training(
             data_settings[task_id]["demo_shots"],
             data_settings[task_id]["seed"],
             data_settings[task_id].get("max_examples"),
+            dev_file,
         )
-        for task_id, train_file, teacher_file in zip(task_ids, train_files, teachers, strict=True)
+        for task_id, train_file, teacher_file, dev_file in zip(task_ids, train_files, teachers, devs, strict=True)
     ]
     train_settings = TrainSettings(**settings)
     checkpoints = Path(out_dir).with_name(Path(out_dir).name + ".checkpoints")

@@ -26,11 +26,26 @@ from tqdm.auto import tqdm
 
 from ..config import DEFAULT_TARGETS
 from .examples import TrainExample
-from .losses import answer_ce, kd_term
+from .losses import answer_ce, kd_tokens
+from .strategies import make_strategy
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = ["step", "task", "ce", "kd", "lambda", "lambda_eff", "loss", "lr", "grad_norm", "tokens", "tokens_per_s"]
+LOG_COLUMNS = [
+    "step",
+    "task",
+    "ce",
+    "kd",
+    "lambda",
+    "lambda_eff",
+    "loss",
+    "lr",
+    "grad_norm",
+    "tokens",
+    "tokens_per_s",
+    "cos",
+    "meta_grad",
+]
 
 
 @dataclass
@@ -57,6 +72,9 @@ class TrainSettings:
     kd_loss: str = "mse"  # mse | kl
     lam: float = 0.0
     temperature: float = 1.0
+    #: fixed, or a dynamic-λ strategy of :mod:`icldistill.train.strategies` with its parameters
+    strategy: str = "fixed"
+    strategy_params: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -69,6 +87,8 @@ class TaskData:
     task: str
     examples: list[TrainExample]
     teacher: Any = None  # icldistill.teacher.TeacherCache
+    #: held-out English dev sequences (the ``meta`` strategy's validation batches)
+    dev_examples: list[TrainExample] = field(default_factory=list)
 
 
 # -- batches -----------------------------------------------------------------------------------
@@ -87,6 +107,22 @@ def batch_plan(tasks: list[TaskData], settings: TrainSettings) -> list[tuple[int
         t = rng.randrange(len(tasks)) if len(tasks) > 1 else 0
         plan.append((t, [next(streams[t]) for _ in range(min(settings.batch_size, len(tasks[t].examples)))]))
     return plan
+
+
+def validation_plan(
+    tasks: list[TaskData], settings: TrainSettings, plan: list[tuple[int, list[int]]]
+) -> list[tuple[int, list[int]]]:
+    """(task index, dev example indices) of the held-out batch of every optimizer step: the
+    task of the step's first micro-batch, its dev examples walked in seeded permutations."""
+    batch = int(settings.strategy_params.get("val_batch_size", settings.batch_size))
+    streams = [_permutation_stream(len(t.dev_examples), settings.seed + 104729 * (i + 1)) for i, t in enumerate(tasks)]
+    out = []
+    for step in range(len(plan) // settings.grad_accum):
+        t = plan[step * settings.grad_accum][0]
+        if not tasks[t].dev_examples:
+            raise ValueError(f"strategy 'meta' needs English dev examples of task {tasks[t].task}")
+        out.append((t, [next(streams[t]) for _ in range(min(batch, len(tasks[t].dev_examples)))]))
+    return out
 
 
 def _permutation_stream(n: int, seed: int):
@@ -168,7 +204,16 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 # -- checkpoints -------------------------------------------------------------------------------
-def save_checkpoint(directory: Path, model, optimizer, scheduler, step: int, fingerprint: str, log_rows: list) -> Path:
+def save_checkpoint(
+    directory: Path,
+    model,
+    optimizer,
+    scheduler,
+    step: int,
+    fingerprint: str,
+    log_rows: list,
+    strategy_state: dict | None = None,
+) -> Path:
     """Trainable weights + optimizer + scheduler + RNG state at ``step``, written atomically;
     older checkpoints are removed once the new one is complete."""
     from safetensors.torch import save_file
@@ -186,6 +231,7 @@ def save_checkpoint(directory: Path, model, optimizer, scheduler, step: int, fin
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "log_rows": log_rows,
+        "strategy": strategy_state or {},
     }
     torch.save(state, tmp / "state.pt")
     tmp.rename(final)
@@ -208,7 +254,7 @@ def latest_checkpoint(directory: Path, fingerprint: str) -> Path | None:
     return None
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, list]:
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, list, dict]:
     from safetensors.torch import load_file
 
     weights = load_file(str(path / "trainable.safetensors"))
@@ -222,7 +268,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, list]
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"]:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["step"], state["log_rows"]
+    return state["step"], state["log_rows"], state.get("strategy", {})
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -253,74 +299,128 @@ def train(
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
     )
     plan = batch_plan(tasks, settings)
+    strategy = (
+        make_strategy(settings.strategy, settings.lam, settings.strategy_params, settings.temperature)
+        if settings.loss == "kd"
+        else None
+    )
+    val_plan = validation_plan(tasks, settings, plan) if settings.strategy == "meta" else None
     checkpoint_dir = Path(checkpoint_dir)
     fingerprint = settings.fingerprint()
     start, log_rows = 0, []
     resume = latest_checkpoint(checkpoint_dir, fingerprint)
     if resume is not None:
-        start, log_rows = load_checkpoint(resume, model, optimizer, scheduler)
+        start, log_rows, strategy_state = load_checkpoint(resume, model, optimizer, scheduler)
+        if strategy is not None:
+            strategy.load_state_dict(strategy_state)
         log.info("resumed from %s (step %d of %d)", resume, start, steps)
     autocast = settings.bf16 and (device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+    def answer_logits_of(batch):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                logits_to_keep=batch["keep"].to(device),
+            ).logits
+        return logits[batch["rows"].to(device), batch["slots"].to(device)]
+
+    def val_gradient(update):
+        """∇ of the dev-batch CE at θ + ``update`` (restored afterwards; no dropout)."""
+        task_index, indices = val_plan[step]
+        dev = tasks[task_index].dev_examples
+        batch = collate([dev[i] for i in indices], pad_id)
+        backup = [p.detach().clone() for p in params]
+        model.eval()
+        try:
+            with torch.no_grad():
+                for p, u in zip(params, update, strict=True):
+                    p.add_(u)
+            val_ce = answer_ce(answer_logits_of(batch), batch["targets"].to(device))
+            return torch.autograd.grad(val_ce, params)
+        finally:
+            with torch.no_grad():
+                for p, b in zip(params, backup, strict=True):
+                    p.copy_(b)
+            model.train()
+
     model.train()
     bar = tqdm(range(start, steps), desc="train", file=sys.stderr, disable=not progress, mininterval=5)
     for step in bar:
-        began, tokens, ce_sum, kd_sum = time.perf_counter(), 0, 0.0, 0.0
+        began, tokens, ce_sum, kd_sum, loss_sum, lam_sum = time.perf_counter(), 0, 0.0, 0.0, 0.0, 0.0
+        mixed = strategy is not None and strategy.mixes_gradients
+        g_ce = [torch.zeros_like(p) for p in params] if mixed else None
+        g_kd = [torch.zeros_like(p) for p in params] if mixed else None
         for micro in range(settings.grad_accum):
             task_index, indices = plan[step * settings.grad_accum + micro]
             data = tasks[task_index]
             batch = collate([data.examples[i] for i in indices], pad_id)
             tokens += int(batch["attention_mask"].sum())
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = model(
-                    input_ids=batch["input_ids"].to(device),
-                    attention_mask=batch["attention_mask"].to(device),
-                    logits_to_keep=batch["keep"].to(device),
-                ).logits
-            answer_logits = logits[batch["rows"].to(device), batch["slots"].to(device)]
+            answer_logits = answer_logits_of(batch)
             ce = answer_ce(answer_logits, batch["targets"].to(device))
-            loss = ce
-            kd = torch.zeros((), device=device)
-            if settings.loss == "kd":
+            loss, kd = ce, torch.zeros((), device=device)
+            if strategy is not None:
                 values, ids = zip(*(data.teacher.example(i) for i in indices), strict=True)
-                kd = kd_term(
-                    settings.kd_loss,
-                    answer_logits,
-                    torch.cat(values).to(device),
-                    torch.cat(ids).to(device),
-                    settings.temperature,
+                values = torch.cat(values).to(device)
+                per_token = kd_tokens(
+                    settings.kd_loss, answer_logits, values, torch.cat(ids).to(device), settings.temperature
                 )
-                loss = ce + settings.lam * kd
-            (loss / settings.grad_accum).backward()
+                kd = per_token.mean()
+                if mixed:
+                    for acc, g in zip(g_ce, torch.autograd.grad(ce, params, retain_graph=True), strict=True):
+                        acc.add_(g, alpha=1 / settings.grad_accum)
+                    for acc, g in zip(g_kd, torch.autograd.grad(kd, params), strict=True):
+                        acc.add_(g, alpha=1 / settings.grad_accum)
+                else:
+                    weights = strategy.token_weights(
+                        data.task, ce.item(), per_token.detach(), values, answer_logits.shape[-1]
+                    )
+                    weighted = weights * kd if isinstance(weights, float) else (weights * per_token).mean()
+                    loss = ce + weighted
+                    lam_sum += float(torch.as_tensor(weights, dtype=torch.float32).mean()) / settings.grad_accum
+                    loss_sum += weighted.item() / settings.grad_accum
+            if not mixed:
+                (loss / settings.grad_accum).backward()
             ce_sum += ce.item() / settings.grad_accum
             kd_sum += kd.item() / settings.grad_accum
+        stats = {}
+        if mixed:
+            stats = strategy.mix(g_ce, g_kd, lr=scheduler.get_last_lr()[0], val_gradient=val_gradient)
+            lam_sum = stats["lambda_eff"]
+            loss_sum = lam_sum * kd_sum
+            for p, c, k in zip(params, g_ce, g_kd, strict=True):
+                p.grad = c + lam_sum * k
         grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm).item()
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         seconds = time.perf_counter() - began
-        lam = settings.lam if settings.loss == "kd" else 0.0
         row = {
             "step": step + 1,
             "task": tasks[plan[step * settings.grad_accum][0]].task,
-            "ce": round(ce_sum, 6),
-            "kd": round(kd_sum, 6),
-            "lambda": lam,
-            "lambda_eff": lam,
-            "loss": round(ce_sum + lam * kd_sum, 6),
+            "ce": sig(ce_sum),
+            "kd": sig(kd_sum),
+            "lambda": strategy.nominal if strategy is not None else 0.0,  # None: per task (task_prior)
+            "lambda_eff": sig(lam_sum),
+            "loss": sig(ce_sum + loss_sum),
             "lr": lr,
-            "grad_norm": round(grad_norm, 6),
+            "grad_norm": sig(grad_norm),
             "tokens": tokens,
             "tokens_per_s": round(tokens / seconds, 1),
+            "cos": sig(stats["cos"]) if "cos" in stats else None,
+            "meta_grad": stats.get("meta_grad"),
         }
         log_rows.append(row)
         log.info(
-            "step %(step)d task %(task)s ce %(ce).4f kd %(kd).4f lambda %(lambda)g loss %(loss).4f tok/s %(tokens_per_s).0f",
+            "step %(step)d task %(task)s ce %(ce).4f kd %(kd).4f lambda_eff %(lambda_eff)g loss %(loss).4f "
+            "tok/s %(tokens_per_s).0f",
             row,
         )
-        bar.set_postfix(ce=f"{ce_sum:.3f}", kd=f"{kd_sum:.3f}")
+        bar.set_postfix(ce=f"{ce_sum:.3f}", kd=f"{kd_sum:.3f}", lam=f"{lam_sum:.3g}")
         if settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps:
-            save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step + 1, fingerprint, log_rows)
+            state = strategy.state_dict() if strategy is not None else {}
+            save_checkpoint(checkpoint_dir, model, optimizer, scheduler, step + 1, fingerprint, log_rows, state)
     _write_log(log_csv, log_rows)
     _save_model(model, out_dir, settings)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -331,6 +431,11 @@ def train(
         "final_kd": log_rows[-1]["kd"],
         "tokens_per_s": sum(measured) / len(measured),
     }
+
+
+def sig(value: float, digits: int = 7) -> float:
+    """``value`` to ``digits`` significant digits (a KD loss of 1e-5 keeps its precision)."""
+    return float(f"{value:.{digits}g}")
 
 
 def _write_log(path: str | Path, rows: list[dict]) -> None:
