@@ -18,6 +18,10 @@ localrules:
     prepare_split,
     build_prompts,
     score_cell,
+    build_select_prompts,
+    score_select,
+    select_lambda,
+    best_cell,
     collect_cells,
     render_results,
 
@@ -29,6 +33,7 @@ include: "workflow/rules/inference.smk"
 include: "workflow/rules/teacher.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/selection.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 

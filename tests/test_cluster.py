@@ -69,9 +69,13 @@ def test_paper_config_plans_the_seed_grid_with_gpu_requests_through_the_slurm_pr
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    # 4 models x 5 tasks x 5 conditions; 28 valid (task, language) pairs; 2 teacher shots
-    assert counts["infer"] == 100 and counts["train"] == 60 and counts["teacher_cache"] == 40
-    assert counts["score_cell"] == 4 * 5 * 28
+    # per model and task 13 distinct training runs: Fine-Tuned, Distilled, the 6 new sweep values
+    # (λ 0 and 0.5 reuse Fine-Tuned and Distilled), Control and 4 strategies (task_prior's λ equals
+    # a sweep value's in every task); 2 teacher shots; 28 valid (task, language) pairs, 18
+    # conditions scored (5 + 8 sweep members + 5 strategies) plus distilled-best
+    assert counts["train"] == 4 * 5 * 13 and counts["teacher_cache"] == 40
+    assert counts["infer"] == 4 * 5 * (2 + 13) and counts["infer_select"] == 4 * 5 * 8
+    assert counts["score_cell"] == 4 * 18 * 28 and counts["best_cell"] == 4 * 28
     blocks = out.split("\nrule ")
     train_8b = next(b for b in blocks if b.startswith("train:") and "model=qwen3-8b" in b)
     assert "gpu=1" in train_8b and "gpu_model=a100" in train_8b and "mem_mb=96000" in train_8b

@@ -10,7 +10,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from icldistill.config import ConfigError, cells, check_config, shots
+from icldistill.config import (
+    ConfigError,
+    cells,
+    check_config,
+    condition_rows,
+    expand_conditions,
+    expanded,
+    is_trained,
+    shots,
+    sweep_members,
+    sweep_name,
+    train_settings,
+    trained_run,
+    uses_teacher,
+)
 
 from .conftest import ROOT
 
@@ -55,6 +69,17 @@ _DELETE = object()
         ("training.method", "qlora", "training.method"),
         ("training.max_steps", 0, "training.max_steps"),
         ("teacher", {"top_k": 0}, "teacher.top_k"),
+        ("conditions.finetuned.sweep", {"lambda": [0.1]}, "conditions.finetuned.sweep"),
+        ("conditions.distilled.sweep", {"lambda": [0.1, -1]}, "conditions.distilled.sweep.lambda[1]"),
+        ("conditions.distilled.sweep", {"lambda": [0.1, 0.10]}, "conditions.distilled.sweep.lambda"),
+        ("conditions.entropy.dynamic", {"strategy": "softmax"}, "conditions.entropy.dynamic.strategy"),
+        ("conditions.entropy.dynamic", {"strategy": "entropy", "lambda_0": 1}, "conditions.entropy.dynamic.lambda_0"),
+        ("conditions.entropy.lambda", 0.5, "conditions.entropy.lambda"),
+        ("conditions.loss_ratio.dynamic", {"strategy": "loss_ratio", "ema": 1.0}, "conditions.loss_ratio.dynamic.ema"),
+        ("conditions.meta.dynamic", {"strategy": "meta", "meta_lr": -1}, "conditions.meta.dynamic.meta_lr"),
+        ("conditions.base.dynamic", {"strategy": "entropy"}, "conditions.base"),
+        ("eval.split", "dev", "eval.split"),
+        ("selection.languages", ["en", "xx"], "selection.languages[1]"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, key):
@@ -64,22 +89,95 @@ def test_semantic_errors_name_the_key(path, value, key):
 
 def test_default_config_is_valid_and_skips_invalid_pairs():
     check_config(DEFAULT, root=ROOT)
-    grid = cells(DEFAULT)
-    assert len(grid) == 5 * 28  # 5 tasks x 6 languages minus pa-hi and qa-fr, five conditions
+    grid = cells(expanded(DEFAULT))
+    # 5 tasks x 6 languages minus pa-hi and qa-fr; base, fewshot, finetuned, distilled, its 3
+    # sweep members and distilled-best, control and the five dynamic-λ strategies
+    assert len(grid) == 28 * 14
     assert not any((c.task, c.language) in {("pa", "hi"), ("qa", "fr")} for c in grid)
 
 
-def test_train_settings_carry_exactly_what_a_condition_depends_on():
-    from icldistill.config import teacher_shots, train_settings
+def test_sweep_expands_into_stable_names_after_its_condition():
+    conditions = expand_conditions(DEFAULT["conditions"])
+    assert list(conditions)[:9] == [
+        "base", "fewshot", "finetuned", "distilled",
+        "distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5", "distilled-best", "control",
+    ]  # fmt: skip
+    assert conditions["distilled@lam=0.1"] == {
+        "kind": "train", "loss": "kd", "teacher_few_shot": True, "lambda": 0.1, "sweep_of": "distilled",
+    }  # fmt: skip
+    assert conditions["distilled-best"] == {"kind": "best", "sweep_of": "distilled", "lambdas": [0.0, 0.1, 0.5]}
+    assert "sweep" not in conditions["distilled"]
+    assert expand_conditions(conditions) == conditions  # idempotent
+    assert [sweep_name("d", v) for v in (0, 0.05, 1.0, 1e-4)] == ["d@lam=0", "d@lam=0.05", "d@lam=1", "d@lam=0.0001"]
+    cfg = expanded(DEFAULT)
+    assert sweep_members(cfg, "distilled-best") == ["distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5"]
 
-    ft, dist, ctrl = (train_settings(DEFAULT, c) for c in ("finetuned", "distilled", "control"))
+
+def test_identical_runs_are_trained_once():
+    cfg = expanded(DEFAULT)
+    # λ = 0 is SFT: no teacher, and the run of Fine-Tuned is reused; λ = 0.5 is Distilled
+    assert train_settings(cfg, "distilled@lam=0", ["ner"]) == train_settings(cfg, "finetuned", ["ner"])
+    assert not uses_teacher(cfg, "distilled@lam=0", ["ner"])
+    assert trained_run(cfg, "distilled@lam=0", ["ner"]) == "finetuned"
+    assert trained_run(cfg, "distilled@lam=0.5", ["ner"]) == "distilled"
+    assert trained_run(cfg, "distilled@lam=0.1", ["nli"]) == "distilled@lam=0.1"
+    # the same λ with a zero-shot teacher is another run
+    assert trained_run(cfg, "control", ["ner"]) == "control"
+    # task_prior per task is a fixed λ: 0.5 for QA (= Distilled), 0.1 for NER, the same run as
+    # the sweep's λ = 0.1 (a configured condition's name wins over a sweep member's)
+    assert trained_run(cfg, "task_prior", ["qa"]) == "distilled"
+    assert trained_run(cfg, "task_prior", ["ner"]) == "task_prior"
+    assert trained_run(cfg, "distilled@lam=0.1", ["ner"]) == "task_prior"
+    assert trained_run(cfg, "task_prior", ["nli"]) == "task_prior"
+    assert train_settings(cfg, "task_prior", ["nli"])["lam"] == 1.0
+    multitask = train_settings(cfg, "task_prior", ["nli", "qa", "ner"])
+    assert multitask["strategy"] == "task_prior"
+    assert multitask["strategy_params"] == {"lambdas": {"nli": 1.0, "qa": 0.5, "ner": 0.1}}
+    # without Fine-Tuned, λ = 0 trains itself, still without a teacher
+    no_ft = expanded(_with("conditions", {k: v for k, v in DEFAULT["conditions"].items() if k != "finetuned"}))
+    assert trained_run(no_ft, "distilled@lam=0", ["ner"]) == "distilled@lam=0"
+
+
+def test_dynamic_settings_fill_defaults_and_change_only_their_condition():
+    cfg = expanded(DEFAULT)
+    entropy = train_settings(cfg, "entropy", ["nli"])
+    assert entropy["strategy"] == "entropy" and entropy["strategy_params"] == {"lambda_max": 1.0, "normalizer": "vocab"}
+    meta = train_settings(cfg, "meta", ["nli"])["strategy_params"]
+    assert meta == {"lambda_init": 0.5, "meta_lr": 0.1, "lambda_max": 5.0, "val_batch_size": 8}
+    changed = expanded(_with("conditions.entropy.dynamic", {"strategy": "entropy", "lambda_max": 2.0}))
+    for condition in cfg["conditions"]:
+        if is_trained(cfg, condition):
+            same = train_settings(changed, condition, ["nli"]) == train_settings(cfg, condition, ["nli"])
+            assert same == (condition != "entropy"), condition
+
+
+def test_condition_rows_describe_roles_labels_and_reuse():
+    rows = {r["condition"]: r for r in condition_rows(expanded(DEFAULT))}
+    assert rows["distilled@lam=0"] | {} == rows["distilled@lam=0"]
+    assert (rows["distilled@lam=0"]["role"], rows["distilled@lam=0"]["reuses"]) == ("sweep", "finetuned")
+    # λ = 0.1 is its own run for NLI/PA/QA and task_prior's for NER/POS: no single "reuses"
+    assert rows["distilled@lam=0.1"]["reuses"] == "" and rows["distilled@lam=0.1"]["label"] == "Distilled λ=0.1"
+    assert rows["distilled-best"]["role"] == "best" and rows["distilled-best"]["label"] == "Distilled (best λ)"
+    assert "chosen per task on the dev split (EN)" in rows["distilled-best"]["description"]
+    assert rows["meta"]["role"] == "dynamic" and rows["meta"]["strategy"] == "meta"
+    assert rows["meta"]["label"] == "Meta-λ" and rows["meta"]["lambda"] is None
+    assert rows["fewshot"]["description"] == "5-shot in-context learning, no fine-tuning"
+    assert rows["task_prior"]["reuses"] == ""  # Distilled's run for QA only
+    assert rows["distilled"]["lambda"] == 0.5 and rows["finetuned"]["lambda"] is None
+
+
+def test_train_settings_carry_exactly_what_a_condition_depends_on():
+    from icldistill.config import teacher_shots
+
+    cfg = expanded(DEFAULT)
+    ft, dist, ctrl = (train_settings(cfg, c, ["ner"]) for c in ("finetuned", "distilled", "control"))
     assert ft["loss"] == "ce" and "lam" not in ft
-    assert dist["loss"] == ctrl["loss"] == "kd" and dist["lam"] == 0.5
+    assert dist["loss"] == ctrl["loss"] == "kd" and dist["lam"] == 0.5 and "strategy" not in dist
     assert {k: v for k, v in dist.items() if k not in ("lam", "kd_loss", "temperature")} == ft | {"loss": "kd"}
-    assert teacher_shots(DEFAULT, "distilled", "ner") == 5 and teacher_shots(DEFAULT, "control", "ner") == 0
-    changed = _with("conditions.distilled", dict(DEFAULT["conditions"]["distilled"], **{"lambda": 0.05}))
-    assert train_settings(changed, "distilled")["lam"] == 0.05
-    assert train_settings(changed, "control") == ctrl
+    assert teacher_shots(cfg, "distilled", "ner") == 5 and teacher_shots(cfg, "control", "ner") == 0
+    changed = expanded(_with("conditions.control", dict(DEFAULT["conditions"]["control"], **{"lambda": 0.05})))
+    assert train_settings(changed, "control", ["ner"])["lam"] == 0.05
+    assert train_settings(changed, "distilled", ["ner"]) == dist
 
 
 def test_shots_follow_condition_and_per_task_override():
@@ -91,7 +189,7 @@ def test_shots_follow_condition_and_per_task_override():
 
 def _dry_run(tmp_path: Path, cfg: dict) -> subprocess.CompletedProcess:
     configfile = tmp_path / "config.yaml"
-    configfile.write_text(yaml.safe_dump(cfg))
+    configfile.write_text(yaml.safe_dump(cfg, sort_keys=False))
     snakemake = Path(sys.executable).with_name("snakemake")
     return subprocess.run(
         [str(snakemake), "-n", "--cores", "1", "--configfile", str(configfile), "--directory", str(ROOT)],
@@ -121,6 +219,24 @@ def test_multitask_mode_plans_one_training_run_per_condition(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     table = result.stdout[result.stdout.index("Job stats:") :].split("\n\n")[0]
     counts = {p[0]: int(p[1]) for p in (line.split() for line in table.splitlines()) if len(p) == 2 and p[1].isdigit()}
-    assert counts["train"] == 3  # finetuned, distilled, control over all tasks
+    # finetuned, distilled, distilled@lam=0.1 (λ 0 and 0.5 reuse finetuned and distilled),
+    # control and the five strategies (task_prior stays per task), each over all tasks
+    assert counts["train"] == 9
     assert counts["teacher_cache"] == 10  # still one per (task, teacher shots)
     assert "results/smollm2-135m/multitask/distilled/adapter" in result.stdout
+    assert "multitask/distilled@lam=0/adapter" not in result.stdout
+
+
+def test_default_grid_trains_each_distinct_run_once_and_shares_teacher_caches(tmp_path):
+    result = _dry_run(tmp_path, DEFAULT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = result.stdout[result.stdout.index("Job stats:") :].split("\n\n")[0]
+    counts = {p[0]: int(p[1]) for p in (line.split() for line in table.splitlines()) if len(p) == 2 and p[1].isdigit()}
+    # per task: finetuned, distilled, distilled@lam=0.1, control, 4 strategies; task_prior is a
+    # run of its own only for NLI and PA (λ 1), QA and NER/POS reuse λ 0.5 and λ 0.1
+    assert counts["train"] == 5 * 8 + 2
+    assert counts["teacher_cache"] == 10  # one per (task, teacher shots): 5-shot and 0-shot
+    assert counts["infer_select"] == 5 * 3 and counts["select_lambda"] == 5
+    assert counts["best_cell"] == 28 and counts["score_select"] == 15
+    assert "distilled@lam=0/adapter" not in result.stdout
+    assert "results/data/nli/select.en.jsonl" in result.stdout

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from icldistill.render import read_cells, render_report, tables
+from icldistill.render import figures, read_cells, read_conditions, read_selection, read_training, render_report, tables
+from icldistill.render import report as report_module
 from icldistill.render.__main__ import main as cli_main
-from icldistill.render.figures import write_figures
+from icldistill.render.figures import figure_files, write_figures
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEED_CELLS = FIXTURES / "seed_cells.csv"
@@ -410,3 +411,358 @@ def test_package_does_not_import_snakemake():
     render_dir = Path(tables.__file__).resolve().parent
     for source in render_dir.glob("*.py"):
         assert "snakemake" not in source.read_text(encoding="utf-8"), source
+
+
+# --- λ sweeps, best λ on dev and dynamic λ ------------------------------------------------------
+
+SWEEP_CELLS = FIXTURES / "sweep_cells.csv"
+SWEEP_CONDITIONS = FIXTURES / "sweep_conditions.csv"
+SWEEP_SELECTION = FIXTURES / "sweep_selection.csv"
+SWEEP_TRAINING = FIXTURES / "sweep_training.csv"
+SWEEP_MEMBERS = ("distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5")
+SWEEP_LABELS = ("Distilled λ=0", "Distilled λ=0.1", "Distilled λ=0.5")
+DYNAMIC_LABELS = ("Entropy-λ", "Grad-Conflict-λ", "Loss-Ratio-λ", "Meta-λ", "Task-Prior-λ")
+NEW_FIGURES = ("lambda_sweep.png", "dynamic_gap.png", "lambda_eff.png")
+
+
+def sweep_inputs() -> dict:
+    """The render inputs of the sweep fixture: cells and the three optional tables."""
+    return {
+        "cells": read_cells(SWEEP_CELLS),
+        "conditions": read_conditions(SWEEP_CONDITIONS),
+        "selection": read_selection(SWEEP_SELECTION),
+        "training": read_training(SWEEP_TRAINING),
+    }
+
+
+def render_sweep(out: Path, **overrides) -> Path:
+    inputs = {**sweep_inputs(), **overrides}
+    return render_report(
+        inputs.pop("cells"),
+        out,
+        conditions=inputs["conditions"],
+        selection=inputs["selection"],
+        training=inputs["training"],
+    )
+
+
+@pytest.fixture(scope="module")
+def sweep_render(tmp_path_factory) -> Path:
+    return render_sweep(tmp_path_factory.mktemp("sweep"))
+
+
+@pytest.fixture(scope="module")
+def sweep_text(sweep_render) -> str:
+    return sweep_render.read_text(encoding="utf-8")
+
+
+def test_sweep_tables_rows_values_and_delta(sweep_text):
+    rendered = seed_tables.parse_tables(sweep_text)
+    nli = rendered[("λ Sweep", "NLI (Acc %) — Distilled λ sweep")]
+    assert nli["header"] == ["λ", "EN", "DE", "Avg", "Dev", "Δ vs FT"]
+    assert nli["rows"] == [
+        ["λ = 0 (= Fine-Tuned)", "60.0", "50.0", "**55.0**", "61.0", "+0.0"],
+        ["λ = 0.1 ✓", "62.0", "51.0", "**56.5**", "63.0", "+1.5"],
+        ["λ = 0.5 (= Distilled)", "64.0", "52.0", "**58.0**", "62.5", "+3.0"],
+    ]
+    ner = rendered[("λ Sweep", "NER (F1 %) — Distilled λ sweep")]
+    assert [row[0] for row in ner["rows"]] == ["λ = 0 (= Fine-Tuned) ✓", "λ = 0.1", "λ = 0.5 (= Distilled)"]
+    assert [row[-1] for row in ner["rows"]] == ["+0.0", "+1.5", "-6.0"]
+    assert "Chosen on the dev split (EN): λ = 0.1 (dev 63.0); test Avg 56.5 (Δ vs FT +1.5)." in sweep_text
+    assert "Chosen on the dev split (EN): λ = 0 (dev 55.0); test Avg 45.0 (Δ vs FT +0.0)." in sweep_text
+    best = rendered[("λ Sweep", "Best λ per task (chosen on dev, never on test)")]
+    assert best["header"] == ["Task", "λ", "Dev", "Test Avg", "Δ vs FT"]
+    assert best["rows"] == [
+        ["NLI (Acc %)", "0.1", "63.0", "56.5", "+1.5"],
+        ["NER (F1 %)", "0", "55.0", "45.0", "+0.0"],
+    ]
+    assert "](figures/lambda_sweep.png)" in sweep_text
+
+
+def test_sweep_section_sits_between_conditions_and_analysis(sweep_text):
+    sections = [line for line in sweep_text.splitlines() if line.startswith("## ")]
+    assert sections == [
+        "## Main Result: Average Score per Task",
+        "## Distillation Gap per Task",
+        "## Cross-Lingual Heatmap (Distilled)",
+        "## Summary: Average Score per Condition",
+        "## Per-Task × Condition Overview (Tiny-1B)",
+        "## Base",
+        "## Few-Shot",
+        "## Fine-Tuned",
+        "## Distilled",
+        "## Control",
+        "## Distilled (best λ)",
+        *(f"## {label}" for label in DYNAMIC_LABELS),
+        "## λ Sweep",
+        "## Analysis",
+    ]
+
+
+def test_sweep_members_only_in_the_sweep_section(sweep_text):
+    rendered = seed_tables.parse_tables(sweep_text)
+    shown = ["Base", "Few-Shot", "Fine-Tuned", "Distilled", "Control", "Distilled (best λ)", *DYNAMIC_LABELS]
+    assert rendered[("Summary: Average Score per Condition",)]["header"] == ["Model", *shown]
+    overview = rendered[("Per-Task × Condition Overview (Tiny-1B)",)]
+    assert overview["header"] == ["Task", *shown, "Dist−FT", "Ctrl−FT"]
+    overall = rendered[("Analysis", "Overall Results (Tiny-1B)")]
+    assert [row[0] for row in overall["rows"]] == shown
+    assert [row[1] for row in overall["rows"]][-5:] == ["**51.0%**", "**51.0%**", "**47.8%**", "**51.8%**", "**52.3%**"]
+    for member in (*SWEEP_MEMBERS, *SWEEP_LABELS):
+        assert member not in sweep_text, member
+
+
+def test_legend_uses_the_conditions_table(sweep_text):
+    legend = [line for line in sweep_text.splitlines() if line.startswith("> - ")]
+    assert legend[3:6] == [
+        "> - **Distilled**: SFT + few-shot teacher logit KD (CE + λ·MSE, λ 0.5)",
+        "> - **Distilled λ sweep**: λ ∈ {0, 0.1, 0.5}; one run per value, sharing the teacher cache; "
+        "λ = 0 is Fine-Tuned (reused); λ = 0.5 is Distilled (reused)",
+        "> - **Control**: SFT + zero-shot teacher logit KD (CE + λ·MSE, λ 0.5)",
+    ]
+    assert legend[7] == (
+        "> - **Entropy-λ**: SFT + few-shot teacher KD with λ_i = λ_max·(1 − H/log V) per answer token (λ_max 1)"
+    )
+    assert len(legend) == 12  # eleven shown conditions and one sweep line
+
+
+def test_dynamic_lambda_table(sweep_text):
+    rendered = seed_tables.parse_tables(sweep_text)
+    dynamic = rendered[("Analysis", "Dynamic λ")]
+    assert dynamic["header"] == [
+        "Task",
+        "Fine-Tuned",
+        "Distilled (λ=0.5)−FT",
+        "Distilled (best λ)−FT",
+        *(f"{label}−FT" for label in DYNAMIC_LABELS),
+        "Best of these",
+    ]
+    assert dynamic["rows"] == [
+        ["NLI (Acc %)", "55.0", "**+3.0**", "**+1.5**", "**+2.8**", "+0.5", "-0.5", "**+3.5**", "**+3.0**", "Meta-λ"],
+        [
+            "NER (F1 %)",
+            "45.0",
+            "**-6.0**",
+            "+0.0",
+            "-0.7",
+            "**+1.5**",
+            "**-4.0**",
+            "+0.0",
+            "**+1.5**",
+            "Grad-Conflict-λ / Task-Prior-λ",
+        ],
+        # Entropy-λ: the mean of 57.75 and 44.25 (51.0) minus 50.0, not of the printed 57.8 and 44.3 (+1.1).
+        ["Avg", "50.0", "**-1.5**", "+0.8", "**+1.0**", "**+1.0**", "**-2.2**", "**+1.8**", "**+2.3**", "Task-Prior-λ"],
+    ]
+    analysis = sweep_text[sweep_text.index("## Analysis") :]
+    assert analysis.index("| NER (F1 %) | **-6.0** | **-20.0** |") < analysis.index("### Dynamic λ")
+    assert analysis.index("### Dynamic λ") < analysis.index("### Cross-Lingual Transfer")
+    assert "`results/tables/training.csv`" in sweep_text
+    assert "](figures/dynamic_gap.png)" in sweep_text and "](figures/lambda_eff.png)" in sweep_text
+
+
+def test_sweep_figures_written_then_removed(tmp_path):
+    figures_dir = tmp_path / "figures"
+    render_sweep(tmp_path)
+    names = sorted(p.name for p in figures_dir.iterdir())
+    assert names == sorted(["task_bar.png", "gap.png", "heatmap_distilled.png", *NEW_FIGURES])
+    assert sorted(figure_files(read_conditions(SWEEP_CONDITIONS), None)) == names
+    for name in names:
+        assert (figures_dir / name).read_bytes().startswith(PNG_MAGIC), name
+    # Without the new inputs, their figures go and the report is the one a fresh render writes.
+    cells = read_cells(SWEEP_CELLS)
+    text = render_report(cells, tmp_path).read_text(encoding="utf-8")
+    assert sorted(p.name for p in figures_dir.iterdir()) == ["gap.png", "heatmap_distilled.png", "task_bar.png"]
+    assert text == render_report(cells, tmp_path / "fresh").read_text(encoding="utf-8")
+    assert "λ Sweep" not in text and "Dynamic λ" not in text
+
+
+def test_plain_conditions_table_changes_nothing(seed_render, tmp_path):
+    conditions = pd.DataFrame(
+        {
+            "condition": ["base", "fewshot", "finetuned", "distilled", "control"],
+            "label": ["", "", "", "", ""],
+            "role": ["infer", "infer", "train", "train", "train"],
+        }
+    )
+    report = render_report(pd.read_csv(SEED_CELLS), tmp_path, conditions=conditions)
+    assert report.read_text(encoding="utf-8") == seed_render.read_text(encoding="utf-8")
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "gap.png",
+        "heatmap_distilled.png",
+        "task_bar.png",
+    ]
+
+
+def test_sweep_without_selection_or_finetuned(tmp_path):
+    inputs = sweep_inputs()
+    cells = inputs["cells"][inputs["cells"]["condition"] != "finetuned"]
+    text = render_report(cells, tmp_path, conditions=inputs["conditions"]).read_text(encoding="utf-8")
+    nli = seed_tables.parse_tables(text)[("λ Sweep", "NLI (Acc %) — Distilled λ sweep")]
+    assert nli["rows"][1] == ["λ = 0.1", "62.0", "51.0", "**56.5**", "—", "—"]
+    assert not any("✓" in row[0] for row in nli["rows"])
+    assert "Chosen on" not in text and "Best λ" not in text
+    # No Fine-Tuned: no gaps, so no Dynamic λ section and no gap figures; no training log: no λ_eff figure.
+    assert "### Dynamic λ" not in text
+    names = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert names == ["heatmap_distilled.png", "lambda_sweep.png", "task_bar.png"]
+
+
+def test_task_bar_and_heatmap_default_skip_sweeps():
+    conditions = read_conditions(SWEEP_CONDITIONS)
+    cells = read_cells(SWEEP_CELLS)
+    shown = tables.shown_conditions(cells, conditions)
+    assert tables.task_bar_conditions(shown, conditions) == [
+        "base",
+        "fewshot",
+        "finetuned",
+        "distilled",
+        "control",
+        "distilled-best",
+    ]
+    dropped = ["distilled", "distilled-best", "entropy", "grad_conflict", "loss_ratio", "meta", "task_prior"]
+    order = tables.shown_conditions(cells[~cells["condition"].isin(dropped)], conditions)
+    # The sweep members, last in config order, are neither shown nor the default heatmap.
+    assert order == ["base", "fewshot", "finetuned", "control"]
+    assert tables.default_heatmap_condition(order) == "control"
+
+
+def test_table_labels_win_over_vocabulary(tmp_path):
+    inputs = sweep_inputs()
+    conditions = inputs["conditions"].copy()
+    conditions.loc[conditions["condition"] == "finetuned", "label"] = "SFT"
+    text = render_report(inputs["cells"], tmp_path, conditions=conditions, selection=inputs["selection"]).read_text(
+        encoding="utf-8"
+    )
+    assert "## SFT" in text.splitlines()
+    assert "| λ = 0 (= SFT) ✓ |" in text
+    assert seed_tables.parse_tables(text)[("Analysis", "Dynamic λ")]["header"][1] == "SFT"
+
+
+def test_figure_files_follow_the_conditions_table():
+    conditions = read_conditions(SWEEP_CONDITIONS)
+    assert figure_files(conditions, "control") == [
+        "task_bar.png",
+        "gap.png",
+        "heatmap_control.png",
+        "lambda_sweep.png",
+        "lambda_eff.png",
+        "dynamic_gap.png",
+    ]
+    plain = conditions[conditions["role"].isin(["infer", "train"])][["condition", "role"]]
+    assert figure_files(plain) == ["task_bar.png", "gap.png", "heatmap_distilled.png"]
+    no_reference = conditions[~conditions["condition"].isin(["finetuned", "distilled"])][["condition", "role"]]
+    # Without Distilled the default heatmap is the last condition shown (sweep members never are).
+    assert figure_files(no_reference) == [
+        "task_bar.png",
+        "heatmap_task_prior.png",
+        "lambda_sweep.png",
+        "lambda_eff.png",
+    ]
+    assert figure_files(None, "distilled") == ["task_bar.png", "gap.png", "heatmap_distilled.png"]
+    with pytest.raises(ValueError):
+        figure_files(None)
+
+
+def test_dynamic_average_rounds_after_averaging():
+    overview = pd.DataFrame(
+        {"finetuned": [55.0, 45.0, None], "entropy": [57.75, 44.25, 70.0], "meta": [60.0, None, 70.0]},
+        index=["nli", "ner", "qa"],
+    )
+    conditions = pd.DataFrame(
+        {"condition": ["finetuned", "entropy", "meta"], "label": ["", "", ""], "role": ["train", "dynamic", "dynamic"]}
+    )
+    gaps = tables.dynamic_gap_table(overview, tables.tidy_conditions(conditions))
+    assert list(gaps.columns) == ["finetuned", "entropy", "meta"]
+    assert gaps.at["nli", "entropy"] == pytest.approx(2.8)
+    average = tables.dynamic_gap_average(overview, gaps.columns)
+    assert average["finetuned"] == pytest.approx(50.0)
+    assert average["entropy"] == pytest.approx(1.0)  # qa has no Fine-Tuned: left out
+    assert math.isnan(average["meta"])  # meta lacks ner
+    assert tables.best_of(average, ["entropy", "meta"]) == ["entropy"]
+    assert tables.best_of(pd.Series({"a": 1.04, "b": 0.96}), ["a", "b"]) == ["a", "b"]
+
+
+def test_lambda_eff_traces_scopes_and_step_means(tmp_path):
+    training = tables.tidy_training(
+        pd.DataFrame(
+            {
+                "model": ["M"] * 6,
+                "scope": ["multitask", "multitask", "multitask", "ner", "nli", "nli"],
+                "condition": ["entropy", "entropy", "meta", "entropy", "entropy", "distilled"],
+                "step": [1, 1, 1, 1, 1, 1],
+                "lambda_eff": [0.2, 0.4, 0.7, 0.1, 0.5, 0.5],
+            }
+        )
+    )
+    traces = tables.lambda_eff_traces(training, "M", ["meta", "entropy"], ["nli", "ner"])
+    assert traces.values.tolist() == [
+        ["nli", "entropy", 1, 0.5],
+        ["ner", "entropy", 1, 0.1],
+        ["multitask", "meta", 1, 0.7],
+        ["multitask", "entropy", 1, pytest.approx(0.3)],
+    ]
+    path = figures.lambda_eff_lines(traces, 0.5, "M", tmp_path / "lambda_eff.png")
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    assert tables.lambda_eff_traces(None, "M", ["entropy"]).empty
+
+
+def test_chosen_line_names_the_dev_languages():
+    sweep = pd.DataFrame({"Avg": [40.12], "Gap": [-1.2]}, index=["distilled@lam=1"])
+    choice = {"candidate": "distilled@lam=1", "lambda": 1.0, "dev_score": 45.25, "dev_languages": ["en", "de"]}
+    line = report_module.chosen_line(choice, sweep)
+    assert line == "Chosen on the dev split (EN, DE): λ = 1 (dev 45.3); test Avg 40.1 (Δ vs FT −1.2)."
+    assert report_module.chosen_line(None, sweep) is None
+
+
+def test_optional_tables_are_checked():
+    conditions = pd.read_csv(SWEEP_CONDITIONS, dtype=str, keep_default_na=False)
+    with pytest.raises(ValueError, match="unknown role"):
+        tables.tidy_conditions(conditions.assign(role="swept"))
+    with pytest.raises(ValueError, match="sweep_of"):
+        tables.tidy_conditions(conditions.assign(sweep_of=""))
+    with pytest.raises(ValueError, match="lacks column"):
+        tables.tidy_conditions(conditions.drop(columns="role"))
+    selection = pd.read_csv(SWEEP_SELECTION, dtype=str, keep_default_na=False)
+    with pytest.raises(ValueError, match="more than one chosen"):
+        tables.tidy_selection(selection.assign(chosen="True"))
+    tidy = read_selection(SWEEP_SELECTION)
+    assert tidy["chosen"].dtype == bool and tidy["chosen"].sum() == 2
+    assert read_conditions(SWEEP_CONDITIONS)["lambda"].tolist()[3] == 0.5
+
+
+def test_empty_optional_tables_render_without_new_sections(tmp_path):
+    # The workflow writes a lone newline for a table without rows (no training run, no sweep).
+    empty = tmp_path / "empty.csv"
+    empty.write_text("\n", encoding="utf-8")
+    training, selection = read_training(empty), read_selection(empty)
+    assert training.empty and selection.empty
+    conditions = read_conditions(SWEEP_CONDITIONS)
+    plain = conditions[conditions["role"].isin(["infer", "train"])]
+    cells = read_cells(SWEEP_CELLS)
+    text = render_report(cells, tmp_path / "out", conditions=plain, selection=selection, training=training).read_text(
+        encoding="utf-8"
+    )
+    assert "λ Sweep" not in text and "Dynamic λ" not in text
+    # Conditions the table does not list keep the vocabulary's fallbacks and are shown.
+    assert "## distilled@lam=0.1" in text.splitlines() and "> - **entropy**: user-defined condition" in text
+
+
+def test_cli_takes_the_optional_tables(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--cells", str(SWEEP_CELLS), "--out", str(out)]
+    optional = [
+        "--conditions",
+        str(SWEEP_CONDITIONS),
+        "--selection",
+        str(SWEEP_SELECTION),
+        "--training",
+        str(SWEEP_TRAINING),
+    ]
+    assert cli_main(argv + optional) == 0
+    assert capsys.readouterr().out.strip() == str(out / "RESULTS.md")
+    text = (out / "RESULTS.md").read_text(encoding="utf-8")
+    assert "## λ Sweep" in text and "### Dynamic λ" in text
+    for name in NEW_FIGURES:
+        assert (out / "figures" / name).is_file()
+    assert cli_main(argv + ["--conditions", str(tmp_path / "missing.csv")]) == 2

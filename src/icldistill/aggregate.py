@@ -97,3 +97,130 @@ def render_partial(
     out_dir.mkdir(parents=True, exist_ok=True)
     cells.to_csv(out_dir / "cells.csv", index=False)
     return render_report(cells, out_dir, template=template)
+
+
+def select_best(
+    dev_metric_files: list[str | Path], candidates: dict[str, float], condition: str, out_file: str | Path
+) -> dict:
+    """Choose the sweep member of the best condition ``condition`` with the highest dev score
+    (primary metric, mean over the selection languages) and write the choice with every
+    candidate's score to ``out_file``. Ties go to the smallest λ, the run closest to SFT."""
+    from .vocab import PRIMARY_METRIC
+
+    records = [json.loads(Path(p).read_text(encoding="utf-8")) for p in dev_metric_files]
+    if not records:
+        raise ValueError(f"{out_file}: no dev metrics to choose a λ from")
+    task = records[0]["task"]
+    metric = PRIMARY_METRIC[task]
+    scores: dict[str, dict[str, float]] = {c: {} for c in candidates}
+    for rec in records:
+        if rec["condition"] not in scores:
+            raise ValueError(f"dev metrics of {rec['condition']!r} are not a candidate ({', '.join(candidates)})")
+        scores[rec["condition"]][rec["language"]] = float(rec["metrics"][metric])
+    rows = [
+        {
+            "condition": c,
+            "lambda": float(lam),
+            "dev_score": sum(scores[c].values()) / len(scores[c]),
+            "per_language": scores[c],
+        }
+        for c, lam in candidates.items()
+        if scores[c]
+    ]
+    if len(rows) != len(candidates):
+        missing = [c for c in candidates if not scores[c]]
+        raise ValueError(f"no dev metrics for {', '.join(missing)}")
+    chosen = max(rows, key=lambda r: (r["dev_score"], -r["lambda"]))
+    selection = {
+        "model": records[0]["model"],
+        "model_id": records[0]["model_id"],
+        "task": task,
+        "condition": condition,
+        "metric": metric,
+        "languages": sorted({rec["language"] for rec in records}),
+        "candidates": rows,
+        "chosen": {k: chosen[k] for k in ("condition", "lambda", "dev_score")},
+    }
+    write_json(out_file, selection)
+    return selection
+
+
+def best_cell(selection_file: str | Path, test_metric_files: list[str | Path], condition: str, out_file: str | Path):
+    """The test metrics of the member chosen in ``selection_file``, relabelled ``condition``."""
+    selection = json.loads(Path(selection_file).read_text(encoding="utf-8"))
+    chosen = selection["chosen"]
+    for path in test_metric_files:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        if record["condition"] == chosen["condition"]:
+            record = record | {"condition": condition, "selected": chosen}
+            write_json(out_file, record)
+            return record
+    raise ValueError(f"{selection_file}: chosen {chosen['condition']!r} has no test metrics among the inputs")
+
+
+SELECTION_COLUMNS = [
+    "model",
+    "model_id",
+    "task",
+    "sweep_of",
+    "best_condition",
+    "candidate",
+    "lambda",
+    "dev_score",
+    "dev_languages",
+    "chosen",
+]
+
+
+def selection_rows(selection_files: list[str | Path], sweep_of: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per (model, task, candidate) of the λ choices; ``sweep_of`` maps each best
+    condition to the condition it sweeps."""
+    rows = []
+    for path in selection_files:
+        sel = json.loads(Path(path).read_text(encoding="utf-8"))
+        for cand in sel["candidates"]:
+            rows.append(
+                {
+                    "model": sel["model"],
+                    "model_id": sel["model_id"],
+                    "task": sel["task"],
+                    "sweep_of": sweep_of[sel["condition"]],
+                    "best_condition": sel["condition"],
+                    "candidate": cand["condition"],
+                    "lambda": cand["lambda"],
+                    "dev_score": round(cand["dev_score"], 4),
+                    "dev_languages": " ".join(sel["languages"]),
+                    "chosen": cand["condition"] == sel["chosen"]["condition"],
+                }
+            )
+    return rows
+
+
+def write_tables(
+    conditions: list[dict[str, Any]],
+    selection_files: list[str | Path],
+    runs: list[dict[str, str]],
+    train_logs: list[str | Path],
+    out: Any,
+) -> None:
+    """``conditions.csv``, ``selection.csv`` and ``training.csv`` (every run's per-step log,
+    keyed by ``runs``: model, model_id, scope, condition) at ``out.conditions`` etc."""
+    import pandas as pd
+
+    sweep_of = {c["condition"]: c["sweep_of"] for c in conditions if c["role"] == "best"}
+    logs = []
+    for run, path in zip(runs, train_logs, strict=True):
+        log = pd.read_csv(path)
+        for position, (key, value) in enumerate(run.items()):
+            log.insert(position, key, value)
+        logs.append(log)
+    tables = {
+        out.conditions: pd.DataFrame(conditions),
+        out.selection: pd.DataFrame(selection_rows(selection_files, sweep_of), columns=SELECTION_COLUMNS),
+        out.training: pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(),
+    }
+    for path, frame in tables.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(path) + ".tmp")
+        frame.to_csv(tmp, index=False)
+        tmp.replace(path)

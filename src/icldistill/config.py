@@ -7,12 +7,13 @@ expands the grid. It imports nothing heavy, so a bad config fails in well under 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .tasks import TASKS, get_task
-from .vocab import LANGUAGES
+from .vocab import CONDITION_LABELS, CONDITION_LEGEND, LANGUAGES
 
 CONDITION_KINDS = ("infer", "train")
 LOSSES = ("ce", "kd")
@@ -20,6 +21,27 @@ KD_LOSSES = ("mse", "kl")
 #: path segments the workflow uses itself; a model id may not shadow them
 RESERVED_MODEL_IDS = ("data", "models", "tables", "figures", "logs", "benchmarks")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+#: Dynamic-λ strategies (``conditions.<name>.dynamic.strategy``) and their parameters'
+#: defaults; the arithmetic is in :mod:`icldistill.train.strategies`.
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "entropy": {"lambda_max": 1.0, "normalizer": "vocab"},
+    "grad_conflict": {"lambda": 0.5},
+    "loss_ratio": {"lambda_0": 0.5, "ema": 0.9, "lambda_max": None},
+    "meta": {"lambda_init": 0.5, "meta_lr": 0.1, "lambda_max": 5.0, "val_batch_size": 8},
+    "task_prior": {"classification": 1.0, "extractive_qa": 0.5, "sequence_labelling": 0.1},
+}
+STRATEGY_LABELS = {
+    "entropy": "Entropy-λ",
+    "grad_conflict": "Grad-Conflict-λ",
+    "loss_ratio": "Loss-Ratio-λ",
+    "meta": "Meta-λ",
+    "task_prior": "Task-Prior-λ",
+}
+#: ``<condition>@lam=<λ>``: one member of a λ sweep; ``<condition>-best``: the sweep's λ chosen
+#: per task on the dev split. Config condition names cannot contain ``@`` or ``-``.
+SWEEP_MARK = "@lam="
+BEST_SUFFIX = "-best"
 
 
 class ConfigError(ValueError):
@@ -67,6 +89,18 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
             _fail(f"conditions.{name}.kind", f"unknown condition kind {kind!r}; known: {', '.join(CONDITION_KINDS)}")
         if kind == "train":
             _check_train_condition(name, cond)
+        elif cond.get("sweep") or cond.get("dynamic"):
+            _fail(f"conditions.{name}", "'sweep' and 'dynamic' need a trained kd condition")
+    selection = config.get("selection") or {}
+    for i, lang in enumerate(selection.get("languages") or []):
+        if lang not in LANGUAGES:
+            _fail(f"selection.languages[{i}]", f"unknown language {lang!r}; known: {', '.join(LANGUAGES)}")
+    if any((c or {}).get("sweep") for c in conditions.values()):
+        if (config.get("eval") or {}).get("split", "test") == "dev":
+            _fail("eval.split", "a λ sweep chooses its best λ on dev, so the grid must be evaluated on test")
+        for task in config.get("tasks") or []:
+            if not set(selection_languages(config)) & set(get_task(task).languages):
+                _fail("selection.languages", f"no selection language has {task} dev data")
     training = config.get("training") or {}
     if training.get("mode", "per_task") not in ("per_task", "multitask"):
         _fail("training.mode", f"unknown mode {training['mode']!r}; expected per_task or multitask")
@@ -116,22 +150,132 @@ def _check_train_condition(name: str, cond: dict[str, Any]) -> None:
         _fail(f"conditions.{name}.loss", f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
     if cond.get("few_shot"):
         _fail(f"conditions.{name}.few_shot", "trained conditions are evaluated zero-shot")
+    if loss != "kd":
+        for key in ("sweep", "dynamic", "lambda"):
+            if key in cond:
+                _fail(f"conditions.{name}.{key}", "only a kd condition has a KD weight")
     if loss == "kd":
         lam = cond.get("lambda", 0.5)
         if not isinstance(lam, (int, float)) or lam < 0:
             _fail(f"conditions.{name}.lambda", f"must be a number >= 0, got {lam!r}")
+        if cond.get("dynamic") is not None:
+            _check_dynamic(name, cond)
+        sweep = cond.get("sweep")
+        if sweep is not None:
+            values = sweep.get("lambda") or []
+            if not values:
+                _fail(f"conditions.{name}.sweep.lambda", "give at least one λ value")
+            for i, value in enumerate(values):
+                if not isinstance(value, (int, float)) or value < 0:
+                    _fail(f"conditions.{name}.sweep.lambda[{i}]", f"must be a number >= 0, got {value!r}")
+            if len({float(v) for v in values}) != len(values):
+                _fail(f"conditions.{name}.sweep.lambda", "values repeat")
         if cond.get("kd_loss", "mse") not in KD_LOSSES:
             _fail(f"conditions.{name}.kd_loss", f"unknown KD loss {cond['kd_loss']!r}; expected mse or kl")
         if cond.get("temperature", 1.0) <= 0:
             _fail(f"conditions.{name}.temperature", "must be > 0")
 
 
+def _check_dynamic(name: str, cond: dict[str, Any]) -> None:
+    dynamic = cond["dynamic"]
+    key = f"conditions.{name}.dynamic"
+    strategy = dynamic.get("strategy")
+    if strategy not in STRATEGIES:
+        _fail(f"{key}.strategy", f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    if "lambda" in cond or "sweep" in cond:
+        _fail(f"conditions.{name}.lambda", "a dynamic condition sets its λ in its 'dynamic' block")
+    for param, value in dynamic.items():
+        if param == "strategy":
+            continue
+        if param not in STRATEGIES[strategy]:
+            known = ", ".join(STRATEGIES[strategy])
+            _fail(f"{key}.{param}", f"not a parameter of strategy {strategy!r}; known: {known}")
+        if param == "normalizer":
+            if value not in ("vocab", "top_k"):
+                _fail(f"{key}.normalizer", f"expected vocab or top_k, got {value!r}")
+        elif not isinstance(value, (int, float)) or value < 0:
+            _fail(f"{key}.{param}", f"must be a number >= 0, got {value!r}")
+    params = strategy_params(cond)
+    if strategy == "loss_ratio" and not 0 <= params["ema"] < 1:
+        _fail(f"{key}.ema", f"must be in [0, 1), got {params['ema']}")
+    if strategy == "meta" and params["val_batch_size"] < 1:
+        _fail(f"{key}.val_batch_size", "must be >= 1")
+
+
+def strategy_params(cond: dict[str, Any]) -> dict[str, Any]:
+    """A dynamic condition's strategy parameters, defaults filled in."""
+    dynamic = dict(cond["dynamic"])
+    strategy = dynamic.pop("strategy")
+    return STRATEGIES[strategy] | dynamic
+
+
+# -- the expanded grid: sweeps and best-λ conditions ---------------------------------------------
+def sweep_name(condition: str, lam: float) -> str:
+    """Stable id of one sweep member, e.g. ``distilled@lam=0.05`` (``0`` and ``1.0`` → ``0``, ``1``)."""
+    return f"{condition}{SWEEP_MARK}{float(lam):g}"
+
+
+def best_name(condition: str) -> str:
+    return f"{condition}{BEST_SUFFIX}"
+
+
+def expand_conditions(conditions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The grid's conditions: each configured one, followed, for a condition with
+    ``sweep: {lambda: [...]}``, by one trained condition per λ (``<name>@lam=<λ>``, same
+    settings otherwise) and ``<name>-best`` (the λ chosen per task on the dev split).
+    Idempotent: expanded members carry ``sweep_of`` and no ``sweep``."""
+    expanded: dict[str, dict[str, Any]] = {}
+    for name, cond in conditions.items():
+        cond = dict(cond)
+        sweep = cond.pop("sweep", None)
+        expanded[name] = cond
+        if not sweep:
+            continue
+        values = sorted(float(v) for v in sweep["lambda"])
+        for lam in values:
+            expanded[sweep_name(name, lam)] = cond | {"lambda": lam, "sweep_of": name}
+        expanded[best_name(name)] = {"kind": "best", "sweep_of": name, "lambdas": values}
+    return expanded
+
+
+def expanded(config: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy of ``config`` with its conditions expanded (:func:`expand_conditions`)."""
+    return config | {"conditions": expand_conditions(config["conditions"])}
+
+
+def sweep_members(config: dict[str, Any], condition: str) -> list[str]:
+    """The sweep members of ``condition`` (``distilled`` or ``distilled-best``), by ascending λ."""
+    origin = config["conditions"][condition].get("sweep_of", condition)
+    return [
+        name
+        for name, cond in config["conditions"].items()
+        if cond.get("sweep_of") == origin and cond.get("kind") == "train"
+    ]
+
+
+def best_conditions(config: dict[str, Any]) -> list[str]:
+    return [name for name, cond in config["conditions"].items() if cond.get("kind") == "best"]
+
+
+def selection_languages(config: dict[str, Any], task: str | None = None) -> list[str]:
+    """Dev-split languages the best λ is chosen on (default English: training is English-only,
+    so choosing on English dev keeps evaluation zero-shot in the other languages)."""
+    languages = list((config.get("selection") or {}).get("languages") or ["en"])
+    return languages if task is None else [lang for lang in languages if lang in get_task(task).languages]
+
+
 def is_trained(config: dict[str, Any], condition: str) -> bool:
     return config["conditions"][condition].get("kind") == "train"
 
 
-def uses_teacher(config: dict[str, Any], condition: str) -> bool:
-    return is_trained(config, condition) and config["conditions"][condition].get("loss", "ce") == "kd"
+def is_best(config: dict[str, Any], condition: str) -> bool:
+    return config["conditions"][condition].get("kind") == "best"
+
+
+def uses_teacher(config: dict[str, Any], condition: str, tasks: list[str]) -> bool:
+    """Whether the run of ``condition`` on ``tasks`` reads teacher caches (a kd condition whose
+    λ is not 0 for these tasks)."""
+    return is_trained(config, condition) and train_settings(config, condition, tasks)["loss"] == "kd"
 
 
 def teacher_shots(config: dict[str, Any], condition: str, task: str) -> int:
@@ -147,9 +291,13 @@ def few_shot_k(config: dict[str, Any], task: str) -> int:
     return int((few_shot.get("k_per_task") or {}).get(task, few_shot.get("k", 5)))
 
 
-def train_settings(config: dict[str, Any], condition: str) -> dict[str, Any]:
-    """The trainer's settings for ``condition`` (``TrainSettings`` fields): exactly what its
-    training run depends on, so that a change reruns only this condition."""
+def train_settings(config: dict[str, Any], condition: str, tasks: list[str]) -> dict[str, Any]:
+    """The trainer's settings for ``condition`` trained on ``tasks`` (``TrainSettings`` fields):
+    exactly what its training run depends on, so that a change reruns only this condition.
+
+    Settings are normalised so that equal runs compare equal: a fixed λ of 0 is SFT (loss
+    ``ce``), and ``task_prior`` with one λ for all of ``tasks`` is that fixed λ.
+    """
     training = config.get("training") or {}
     lora = training.get("lora") or {}
     cond = config["conditions"][condition]
@@ -170,15 +318,50 @@ def train_settings(config: dict[str, Any], condition: str) -> dict[str, Any]:
         "bf16": training.get("bf16", True),
         "seed": training.get("seed", 0),
         "checkpoint_every": training.get("checkpoint_every", 0),
-        "loss": cond.get("loss", "ce"),
+        "loss": "ce",
     }
-    if settings["loss"] == "kd":
-        settings |= {
-            "lam": cond.get("lambda", 0.5),
-            "kd_loss": cond.get("kd_loss", training.get("kd_loss", "mse")),
-            "temperature": cond.get("temperature", training.get("temperature", 1.0)),
-        }
+    if cond.get("loss", "ce") != "kd":
+        return settings
+    lam, strategy, params = float(cond.get("lambda", 0.5)), "fixed", {}
+    if cond.get("dynamic") is not None:
+        strategy, params = cond["dynamic"]["strategy"], strategy_params(cond)
+    if strategy == "task_prior":
+        lambdas = {task: float(params[get_task(task).family]) for task in tasks}
+        if len(set(lambdas.values())) == 1:
+            strategy, params, lam = "fixed", {}, next(iter(lambdas.values()))
+        else:
+            params = {"lambdas": lambdas}
+    if strategy == "fixed" and lam == 0:
+        return settings
+    settings |= {
+        "loss": "kd",
+        "lam": lam if strategy == "fixed" else 0.0,
+        "kd_loss": cond.get("kd_loss", training.get("kd_loss", "mse")),
+        "temperature": cond.get("temperature", training.get("temperature", 1.0)),
+    }
+    if strategy != "fixed":
+        settings |= {"strategy": strategy, "strategy_params": params}
     return settings
+
+
+def run_key(config: dict[str, Any], condition: str, tasks: list[str]) -> str:
+    """What the trained model of ``condition`` on ``tasks`` depends on besides the data: its
+    settings and, for KD, which teacher it learns from."""
+    settings = train_settings(config, condition, tasks)
+    teacher = [teacher_shots(config, condition, t) for t in tasks] if settings["loss"] == "kd" else None
+    return json.dumps({"settings": settings, "teacher_shots": teacher}, sort_keys=True)
+
+
+def trained_run(config: dict[str, Any], condition: str, tasks: list[str]) -> str:
+    """The condition whose training run (and predictions) ``condition`` uses on ``tasks``: of
+    the trained conditions with the same :func:`run_key`, the first configured one, else the
+    first sweep member (``distilled@lam=0`` → ``finetuned``); itself when none is identical."""
+    key = run_key(config, condition, tasks)
+    conditions = config["conditions"]
+    for other in sorted(conditions, key=lambda c: "sweep_of" in conditions[c]):
+        if is_trained(config, other) and run_key(config, other, tasks) == key:
+            return other
+    return condition
 
 
 def train_data_settings(config: dict[str, Any], task: str) -> dict[str, Any]:
@@ -216,3 +399,113 @@ def task_languages(config: dict[str, Any], task: str) -> list[str]:
 
 def display_name(config: dict[str, Any], model: str) -> str:
     return config["models"][model].get("display_name", model)
+
+
+# -- what the report says about each condition -----------------------------------------------------
+def condition_label(config: dict[str, Any], condition: str) -> str:
+    """Display label: the condition's ``label``, the vocabulary's, or one derived from its role."""
+    cond = config["conditions"][condition]
+    if cond.get("label"):
+        return cond["label"]
+    if condition in CONDITION_LABELS:
+        return CONDITION_LABELS[condition]
+    origin = cond.get("sweep_of")
+    if origin and cond.get("kind") == "best":
+        return f"{condition_label(config, origin)} (best λ)"
+    if origin:
+        return f"{condition_label(config, origin)} λ={float(cond['lambda']):g}"
+    if cond.get("dynamic"):
+        return STRATEGY_LABELS[cond["dynamic"]["strategy"]]
+    return condition
+
+
+def _strategy_text(strategy: str, p: dict[str, Any]) -> str:
+    if strategy == "entropy":
+        norm = "log V" if p["normalizer"] == "vocab" else "log K"
+        return f"λ_i = λ_max·(1 − H(p_teacher,i)/{norm}) per answer token (λ_max {p['lambda_max']:g})"
+    if strategy == "grad_conflict":
+        return f"λ_eff = λ·max(0, cos(∇CE, ∇KD)) per step (λ {p['lambda']:g})"
+    if strategy == "loss_ratio":
+        cap = "" if p["lambda_max"] is None else f", at most {p['lambda_max']:g}"
+        return f"λ_t = λ_0·EMA(CE)/EMA(KD) (λ_0 {p['lambda_0']:g}, EMA decay {p['ema']:g}{cap})"
+    if strategy == "meta":
+        return (
+            f"λ learned by a one-step look-ahead on English dev batches "
+            f"(λ_0 {p['lambda_init']:g}, meta-lr {p['meta_lr']:g})"
+        )
+    return (
+        f"λ by task type (classification {p['classification']:g}, extractive QA "
+        f"{p['extractive_qa']:g}, sequence labelling {p['sequence_labelling']:g})"
+    )
+
+
+def condition_description(config: dict[str, Any], condition: str) -> str:
+    """One legend line for ``condition``."""
+    cond = config["conditions"][condition]
+    if cond.get("description"):
+        return cond["description"]
+    origin = cond.get("sweep_of")
+    if cond.get("kind") == "best":
+        values = ", ".join(f"{v:g}" for v in cond["lambdas"])
+        langs = " ".join(lang.upper() for lang in selection_languages(config))
+        return f"{condition_label(config, origin)} with λ ∈ {{{values}}} chosen per task on the dev split ({langs})"
+    if origin:
+        return f"{condition_label(config, origin)} with λ = {float(cond['lambda']):g}"
+    if cond.get("kind") == "infer" and cond.get("few_shot"):
+        ks = sorted({few_shot_k(config, task) for task in config.get("tasks") or []})
+        return f"{'/'.join(map(str, ks)) or 'k'}-shot in-context learning, no fine-tuning"
+    if condition in CONDITION_LEGEND and not cond.get("dynamic"):
+        return CONDITION_LEGEND[condition]
+    if cond.get("kind") == "infer":
+        return "zero-shot inference, no fine-tuning"
+    if cond.get("loss", "ce") != "kd":
+        return "SFT on English training data (CE loss only)"
+    teacher = "few-shot" if cond.get("teacher_few_shot", True) else "zero-shot"
+    if cond.get("dynamic"):
+        strategy = cond["dynamic"]["strategy"]
+        return f"SFT + {teacher} teacher logit KD, CE + λ·KD with {_strategy_text(strategy, strategy_params(cond))}"
+    return f"SFT + {teacher} teacher logit KD (CE + λ·KD, λ {float(cond.get('lambda', 0.5)):g})"
+
+
+def condition_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per condition of the (expanded) grid for ``conditions.csv``: label, role
+    (infer, train, sweep, best, dynamic), loss, fixed λ, strategy, the swept condition, a
+    legend line, and the condition whose run it reuses (same for every task, else empty)."""
+    rows = []
+    for name, cond in config["conditions"].items():
+        kind = cond.get("kind")
+        dynamic = (cond.get("dynamic") or {}).get("strategy", "")
+        if kind == "best":
+            role = "best"
+        elif cond.get("sweep_of"):
+            role = "sweep"
+        elif dynamic:
+            role = "dynamic"
+        else:
+            role = kind
+        loss = cond.get("loss", "ce") if kind == "train" else ""
+        reuses = ""
+        if kind == "train":
+            runs = {trained_run(config, name, tasks) for tasks in _scopes(config)}
+            reuses = runs.pop() if len(runs) == 1 else ""
+        rows.append(
+            {
+                "condition": name,
+                "label": condition_label(config, name),
+                "role": role,
+                "loss": loss,
+                "lambda": float(cond.get("lambda", 0.5)) if loss == "kd" and not dynamic else None,
+                "strategy": dynamic,
+                "sweep_of": cond.get("sweep_of", ""),
+                "description": condition_description(config, name),
+                "reuses": "" if reuses == name else reuses,
+            }
+        )
+    return rows
+
+
+def _scopes(config: dict[str, Any]) -> list[list[str]]:
+    """Task lists of the training runs: one per task, or all tasks in multitask mode."""
+    if (config.get("training") or {}).get("mode", "per_task") == "multitask":
+        return [list(config["tasks"])]
+    return [[task] for task in config["tasks"]]

@@ -15,6 +15,8 @@ from typing import Any
 from .tasks import Row, RowError, get_task
 
 SPLITS = ("train", "dev", "test")
+#: the workflow's name for the dev rows a sweep's best λ is chosen on (capped apart from dev)
+SELECT_SPLIT = "select"
 
 
 class DataError(ValueError):
@@ -143,8 +145,9 @@ def prepare_split(
     out: str | Path,
     manifest: str | Path,
 ) -> None:
-    """Load, validate and sample one split; write the rows and a manifest recording the sample."""
-    rows = load_split(source, task, split, lang)
+    """Load, validate and sample one split; write the rows and a manifest recording the sample.
+    ``split`` may be :data:`SELECT_SPLIT`: dev rows, sampled with their own cap and seed."""
+    rows = load_split(source, task, "dev" if split == SELECT_SPLIT else split, lang)
     sample_seed = stable_seed(seed, task, split, lang)
     kept = sample_rows(rows, cap, sample_seed)
     write_jsonl(out, kept)

@@ -1,16 +1,41 @@
 rule collect_cells:
-    """Every cell's metrics in one tidy table."""
+    """Every cell's metrics in one tidy table, with the tables the report reads beside it:
+    the conditions, the λ chosen on dev per sweep, and every training run's per-step log.
+    """
     input:
         metrics=all_metrics(),
+        selections=all_selections(),
+        train_logs=[
+            TRAIN_LOG.format(model=m, scope=s, condition=c)
+            for m, s, c in all_train_runs()
+        ],
     output:
         cells=report(
             CELLS,
             caption="../../report/captions/cells.rst",
             category="Tables",
         ),
+        conditions=CONDITIONS_TABLE,
+        selection=SELECTION_TABLE,
+        training=report(
+            TRAINING_TABLE,
+            caption="../../report/captions/training.rst",
+            category="Tables",
+        ),
     log:
         f"{LOGS}/collect_cells.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        conditions=condition_rows(config),
+        runs=[
+            {
+                "model": display_name(config, m),
+                "model_id": m,
+                "scope": s,
+                "condition": c,
+            }
+            for m, s, c in all_train_runs()
+        ],
     script:
         "../scripts/collect_cells.py"

@@ -1,5 +1,6 @@
 """What every stage shares: config validation, path patterns, grid expansion."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -10,15 +11,22 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from icldistill.cluster import declared_keys, job_resource
 from icldistill.config import (
     ConfigError,
+    best_conditions,
     cells,
     check_config,
+    condition_rows,
     display_name,
+    expand_conditions,
+    is_best,
     is_trained,
+    selection_languages,
     shots,
+    sweep_members,
     task_languages,
     teacher_shots,
     train_data_settings,
     train_settings,
+    trained_run,
     uses_teacher,
 )
 
@@ -41,6 +49,8 @@ try:
     check_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+# λ sweeps become one condition per value plus <name>-best (icldistill.config.expand_conditions)
+config["conditions"] = expand_conditions(config["conditions"])
 
 MODELS = list(config["models"])
 TASKS = list(config["tasks"])
@@ -48,12 +58,18 @@ CONDITIONS = list(config["conditions"])
 LANGUAGES = list(config["languages"])
 
 
+def one_of(names):
+    """A wildcard regex matching exactly ``names`` (sweep names hold ``.`` and ``=``);
+    nothing at all when there are none."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
 wildcard_constraints:
-    model="|".join(MODELS),
-    task="|".join(TASKS),
-    condition="|".join(CONDITIONS),
-    lang="|".join(LANGUAGES),
-    split="train|dev|test",
+    model=one_of(MODELS),
+    task=one_of(TASKS),
+    condition=one_of(CONDITIONS),
+    lang=one_of(LANGUAGES),
+    split="train|dev|test|select",
     shots=r"\d+",
     tshots=r"\d+",
     scope="|".join(TASKS + ["multitask"]),
@@ -71,7 +87,15 @@ TEACHER = "results/{model}/{task}/teacher/{tshots}shot.safetensors"
 # trained conditions: one run per task (per_task) or one over all tasks (scope "multitask")
 ADAPTER = "results/{model}/{scope}/{condition}/adapter"
 TRAIN_LOG = "results/{model}/{scope}/{condition}/train_log.csv"
+# best λ of a sweep, chosen on the dev split ("select" rows) per (model, task)
+SELECT_PROMPTS_DIR = "results/{model}/{task}/prompts/{shots}shot-select"
+SELECT_PREDICTIONS_DIR = "results/{model}/{task}/{condition}/select/predictions"
+SELECT_METRICS = "results/{model}/{task}/{condition}/select/metrics/{lang}.json"
+SELECTION = "results/{model}/{task}/{condition}/selection.json"
 CELLS = "results/tables/cells.csv"
+CONDITIONS_TABLE = "results/tables/conditions.csv"
+SELECTION_TABLE = "results/tables/selection.csv"
+TRAINING_TABLE = "results/tables/training.csv"
 RESULTS_MD = "results/RESULTS.md"
 FIGURE = "results/figures/{name}.png"
 LOGS = "results/logs"
@@ -99,6 +123,15 @@ def eval_split():
     return config["eval"].get("split", "test")
 
 
+def split_cap(split):
+    """Rows kept of a prepared split: the eval cap, the selection cap, or all."""
+    if split == eval_split():
+        return config["eval"].get("max_examples")
+    if split == "select":
+        return (config.get("selection") or {}).get("max_examples")
+    return None
+
+
 def condition_shots(wildcards):
     return shots(config, wildcards.condition, wildcards.task)
 
@@ -115,14 +148,18 @@ def eval_data(wildcards):
 
 
 def figure_names():
-    """Figures the renderer draws for this grid."""
-    heatmap = config.get("report", {}).get("heatmap_condition") or (
-        "distilled" if "distilled" in CONDITIONS else CONDITIONS[-1]
-    )
-    names = ["task_bar", f"heatmap_{heatmap}"]
-    if "finetuned" in CONDITIONS and ({"distilled", "control"} & set(CONDITIONS)):
-        names.append("gap")
-    return names
+    """Figures the renderer draws for this grid (names without .png)."""
+    import pandas as pd
+    from icldistill.render.figures import figure_files
+
+    heatmap = config.get("report", {}).get("heatmap_condition")
+    files = figure_files(pd.DataFrame(condition_rows(config)), heatmap)
+    return [name.removesuffix(".png") for name in files]
+
+
+def figure_caption(name):
+    """The report caption of a figure (every heatmap_<condition> shares one)."""
+    return "heatmap.rst" if name.startswith("heatmap_") else f"{name}.rst"
 
 
 def all_metrics():
@@ -199,11 +236,17 @@ def train_scope(task):
     return "multitask" if TRAINING_MODE == "multitask" else task
 
 
+def run_settings(wildcards):
+    return train_settings(config, wildcards.condition, scope_tasks(wildcards.scope))
+
+
 def training_inputs(wildcards):
-    """English train data of the scope's tasks and, for KD, their teacher caches."""
+    """English train data of the scope's tasks and, for KD, their teacher caches; English dev
+    data for the meta-λ strategy's look-ahead batches."""
     tasks = scope_tasks(wildcards.scope)
     inputs = {"train": [DATA.format(task=t, split="train", lang="en") for t in tasks]}
-    if uses_teacher(config, wildcards.condition):
+    settings = run_settings(wildcards)
+    if settings["loss"] == "kd":
         inputs["teacher"] = [
             TEACHER.format(
                 model=wildcards.model,
@@ -212,7 +255,32 @@ def training_inputs(wildcards):
             )
             for t in tasks
         ]
+    if settings.get("strategy") == "meta":
+        inputs["dev"] = [DATA.format(task=t, split="dev", lang="en") for t in tasks]
     return inputs
+
+
+def run_of(wildcards):
+    """The condition whose predictions ``wildcards.condition`` uses: itself, or for a trained
+    condition the first one with an identical run (``distilled@lam=0`` → ``finetuned``).
+    """
+    if not is_trained(config, wildcards.condition):
+        return wildcards.condition
+    return trained_run(
+        config, wildcards.condition, scope_tasks(train_scope(wildcards.task))
+    )
+
+
+def all_train_runs():
+    """(model, scope, condition) of every training run the grid needs (reused ones once)."""
+    scopes = ["multitask"] if TRAINING_MODE == "multitask" else TASKS
+    runs = {
+        (m, scope, trained_run(config, c, scope_tasks(scope)))
+        for m in MODELS
+        for scope in scopes
+        for c in TRAINED
+    }
+    return sorted(runs)
 
 
 def condition_adapter(wildcards):
@@ -225,6 +293,53 @@ def condition_adapter(wildcards):
             scope=train_scope(wildcards.task),
             condition=wildcards.condition,
         )
+    ]
+
+
+def condition_predictions(wildcards):
+    return PREDICTIONS_DIR.format(
+        model=wildcards.model, task=wildcards.task, condition=run_of(wildcards)
+    )
+
+
+# -- best λ of a sweep, chosen on the dev split ----------------------------------------------
+BEST = best_conditions(config)
+
+
+def select_languages(wildcards):
+    return selection_languages(config, wildcards.task)
+
+
+def select_data(wildcards):
+    return [
+        DATA.format(task=wildcards.task, split="select", lang=lang)
+        for lang in select_languages(wildcards)
+    ]
+
+
+def select_predictions(wildcards):
+    return SELECT_PREDICTIONS_DIR.format(
+        model=wildcards.model, task=wildcards.task, condition=run_of(wildcards)
+    )
+
+
+def sweep_metrics(pattern, wildcards, languages):
+    """``pattern`` metrics of every sweep member of the best condition ``wildcards.condition``."""
+    return [
+        pattern.format(
+            model=wildcards.model, task=wildcards.task, condition=c, lang=lang
+        )
+        for c in sweep_members(config, wildcards.condition)
+        for lang in languages
+    ]
+
+
+def all_selections():
+    return [
+        SELECTION.format(model=m, task=t, condition=b)
+        for m in MODELS
+        for t in TASKS
+        for b in BEST
     ]
 
 

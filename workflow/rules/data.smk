@@ -9,9 +9,7 @@ rule prepare_split:
         "../../envs/data.yaml"
     params:
         source=config["data"],
-        cap=lambda wc: (
-            config["eval"].get("max_examples") if wc.split == eval_split() else None
-        ),
+        cap=lambda wc: split_cap(wc.split),
         seed=config["eval"].get("seed", 1234),
     script:
         "../scripts/prepare_split.py"

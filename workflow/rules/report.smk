@@ -1,10 +1,10 @@
-FIGURE_CAPTIONS = {"task_bar": "task_bar.rst", "gap": "gap.rst"}
-
-
 rule render_results:
-    """RESULTS.md and its figures, computed from cells.csv alone."""
+    """RESULTS.md and its figures, computed from the tables in results/tables alone."""
     input:
         cells=CELLS,
+        conditions=CONDITIONS_TABLE,
+        selection=SELECTION_TABLE,
+        training=TRAINING_TABLE,
         template=REPORT_TEMPLATE,
     output:
         results=report(
@@ -13,8 +13,7 @@ rule render_results:
         figures=[
             report(
                 FIGURE.format(name=name),
-                caption="../../report/captions/"
-                + FIGURE_CAPTIONS.get(name, "heatmap.rst"),
+                caption=f"../../report/captions/{figure_caption(name)}",
                 category="Figures",
             )
             for name in figure_names()

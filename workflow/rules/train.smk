@@ -22,7 +22,7 @@ rule train:
     params:
         model_path=lambda wc: model_path(wc.model),
         tasks=lambda wc: scope_tasks(wc.scope),
-        settings=lambda wc: train_settings(config, wc.condition),
+        settings=run_settings,
         data=lambda wc: {
             t: train_data_settings(config, t) for t in scope_tasks(wc.scope)
         },

@@ -1,5 +1,12 @@
-from icldistill.aggregate import write_cells
+from icldistill.aggregate import write_cells, write_tables
 from icldistill.logs import to_file
 
 to_file(snakemake.log[0])
 write_cells(list(snakemake.input.metrics), snakemake.output.cells)
+write_tables(
+    snakemake.params.conditions,
+    list(snakemake.input.selections),
+    snakemake.params.runs,
+    list(snakemake.input.train_logs),
+    snakemake.output,
+)

@@ -1,5 +1,5 @@
 from icldistill.logs import to_file
-from icldistill.render import read_cells, render_report
+from icldistill.render import read_cells, read_conditions, read_selection, read_training, render_report
 
 to_file(snakemake.log[0])
 render_report(
@@ -8,4 +8,7 @@ render_report(
     focus_model=snakemake.params.focus_model,
     heatmap_condition=snakemake.params.heatmap_condition,
     template=snakemake.input.template,
+    conditions=read_conditions(snakemake.input.conditions),
+    selection=read_selection(snakemake.input.selection),
+    training=read_training(snakemake.input.training),
 )

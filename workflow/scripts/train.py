@@ -16,4 +16,5 @@ run_training(
     p.settings,
     p.data,
     trust_remote_code=p.trust_remote_code,
+    dev_files=list(snakemake.input.get("dev", [])),
 )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from icldistill.render.report import render_report
-from icldistill.render.tables import read_cells
+from icldistill.render.tables import read_cells, read_conditions, read_selection, read_training
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -35,7 +35,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="Jinja template (default: report/templates/results.md.j2)",
     )
+    parser.add_argument(
+        "--conditions",
+        default=None,
+        type=Path,
+        help="conditions table (labels, roles, λ, sweeps); adds the λ Sweep and Dynamic λ sections",
+    )
+    parser.add_argument(
+        "--selection",
+        default=None,
+        type=Path,
+        help="dev-split choice of λ per model, task and sweep candidate",
+    )
+    parser.add_argument(
+        "--training",
+        default=None,
+        type=Path,
+        help="per-step training log of every run (for the λ_eff figure)",
+    )
     return parser.parse_args(argv)
+
+
+def read_optional(path: Path | None, reader):
+    """``reader(path)``, or None when no path was given."""
+    return None if path is None else reader(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             focus_model=args.focus_model,
             heatmap_condition=args.heatmap_condition,
             template=args.template,
+            conditions=read_optional(args.conditions, read_conditions),
+            selection=read_optional(args.selection, read_selection),
+            training=read_optional(args.training, read_training),
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -7,7 +7,7 @@ through ``pyplot``, so rendering needs no display and leaves global pyplot state
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from icldistill.render import tables
 from icldistill.vocab import TASK_TITLES, condition_label, language_label
@@ -42,6 +43,11 @@ def condition_colors(conditions: Sequence[str]) -> dict[str, str]:
     return {c: CONDITION_COLORS.get(c) or next(spare) for c in conditions}
 
 
+def _labelled(conditions: Sequence[str], labels: Mapping[str, str] | None) -> dict[str, str]:
+    """Display label per condition: from ``labels`` when given, else the vocabulary's."""
+    return {c: (labels or {}).get(c) or condition_label(c) for c in conditions}
+
+
 def task_title(task: str) -> str:
     """Display title of a task (its id in upper case when the vocabulary lacks it)."""
     return TASK_TITLES.get(task, task.upper())
@@ -57,6 +63,17 @@ def _new_figure(width: float, height: float, style: str = "ticks") -> tuple[Figu
     return figure, axes
 
 
+def _new_grid(rows: int, columns: int, width: float, height: float) -> tuple[Figure, list[list[object]]]:
+    """A figure of ``rows`` × ``columns`` panels styled like :func:`_new_figure`."""
+    with sns.axes_style("ticks", {"axes.grid": True, "grid.linestyle": "--", "grid.color": "#E6E6E6"}):
+        figure = Figure(figsize=(width, height), dpi=DPI)
+        FigureCanvasAgg(figure)
+        panels = figure.subplots(rows, columns, squeeze=False)
+    for axes in panels.flat:
+        axes.set_axisbelow(True)
+    return figure, [list(row) for row in panels]
+
+
 def _save(figure: Figure, path: str | PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,14 +87,22 @@ def _long(table: pd.DataFrame, row_name: str, column_name: str) -> pd.DataFrame:
     return long.rename("value").reset_index()
 
 
-def task_bar(overview: pd.DataFrame, focus_model: str, path: str | PathLike) -> Path:
+def task_bar(
+    overview: pd.DataFrame,
+    focus_model: str,
+    path: str | PathLike,
+    labels: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Path:
     """Grouped bars of the focus model's average score per task × condition, values annotated.
 
-    ``overview`` is :func:`tables.task_condition_table` (tasks × conditions).
+    ``overview`` is :func:`tables.task_condition_table` (tasks × conditions); ``labels`` and
+    ``colors`` default to the vocabulary's labels and :func:`condition_colors`.
     """
     conditions = list(overview.columns)
-    colors = condition_colors(conditions)
-    labelled = overview.rename(index=task_title, columns=condition_label)
+    colors = colors or condition_colors(conditions)
+    names = _labelled(conditions, labels)
+    labelled = overview.rename(index=task_title, columns=names)
     data = _long(labelled, "task", "condition")
     figure, axes = _new_figure(max(8.0, 2.4 * len(overview.index)), 5.2)
     sns.barplot(
@@ -87,7 +112,7 @@ def task_bar(overview: pd.DataFrame, focus_model: str, path: str | PathLike) -> 
         hue="condition",
         order=list(labelled.index),
         hue_order=list(labelled.columns),
-        palette={condition_label(c): colors[c] for c in conditions},
+        palette={names[c]: colors[c] for c in conditions},
         edgecolor="white",
         linewidth=0.8,
         ax=axes,
@@ -118,16 +143,26 @@ def task_bar(overview: pd.DataFrame, focus_model: str, path: str | PathLike) -> 
     return _save(figure, path)
 
 
-def gap_bars(gaps: pd.DataFrame, focus_model: str, path: str | PathLike, subtitle: str = "") -> Path:
-    """Bars of Distilled − Fine-Tuned and Control − Fine-Tuned per task around a zero line.
+def gap_bars(
+    gaps: pd.DataFrame,
+    focus_model: str,
+    path: str | PathLike,
+    subtitle: str = "",
+    labels: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Path:
+    """Bars of each condition's gap to Fine-Tuned per task around a zero line.
 
-    ``gaps`` is :func:`tables.gaps_to_finetuned` (tasks × gap conditions, in pp).
+    ``gaps`` holds tasks × conditions in pp (:func:`tables.gaps_to_finetuned`: Distilled and
+    Control; the Dynamic λ figure passes more); ``labels`` and ``colors`` as in :func:`task_bar`.
     """
-    colors = condition_colors(list(gaps.columns))
-    names = {c: f"{condition_label(c)} − {condition_label(tables.REFERENCE_CONDITION)}" for c in gaps.columns}
+    colors = colors or condition_colors(list(gaps.columns))
+    reference = _labelled([tables.REFERENCE_CONDITION], labels)[tables.REFERENCE_CONDITION]
+    names = {c: f"{label} − {reference}" for c, label in _labelled(list(gaps.columns), labels).items()}
     labelled = gaps.rename(index=task_title, columns=names)
     data = _long(labelled, "task", "series")
-    figure, axes = _new_figure(max(8.0, 2.2 * len(gaps.index)), 5.0)
+    # Two series per task fit the seed's width; more series widen each task's group.
+    figure, axes = _new_figure(max(8.0, 2.2 * len(gaps.index) * max(1.0, len(gaps.columns) / 3)), 5.0)
     sns.barplot(
         data=data,
         x="task",
@@ -157,14 +192,14 @@ def gap_bars(gaps: pd.DataFrame, focus_model: str, path: str | PathLike, subtitl
                 tables.signed(value),
                 ha="center",
                 va="bottom" if above else "top",
-                fontsize=9,
+                fontsize=9 if len(gaps.columns) <= 3 else 7,
                 fontweight="bold",
             )
     axes.set_ylim(low - 0.1 * span, high + 0.1 * span)
     axes.axhline(0, color="black", linewidth=1.2)
     axes.set_xlabel("")
-    axes.set_ylabel(f"Δ score vs {condition_label(tables.REFERENCE_CONDITION)} (pp)")
-    title = f"{focus_model} — Gain/Loss per Task relative to {condition_label(tables.REFERENCE_CONDITION)}"
+    axes.set_ylabel(f"Δ score vs {reference} (pp)")
+    title = f"{focus_model} — Gain/Loss per Task relative to {reference}"
     if subtitle:
         title = f"{title}\n{subtitle}"
     axes.set_title(title, fontsize=12, fontweight="bold", pad=10)
@@ -174,7 +209,13 @@ def gap_bars(gaps: pd.DataFrame, focus_model: str, path: str | PathLike, subtitl
     return _save(figure, path)
 
 
-def heatmap(grid: pd.DataFrame, focus_model: str, condition: str, path: str | PathLike) -> Path:
+def heatmap(
+    grid: pd.DataFrame,
+    focus_model: str,
+    condition: str,
+    path: str | PathLike,
+    labels: Mapping[str, str] | None = None,
+) -> Path:
     """Annotated task × language heatmap of one condition; cells without a result are grey.
 
     ``grid`` holds tasks as rows and languages as columns (primary metric, in %).
@@ -214,7 +255,7 @@ def heatmap(grid: pd.DataFrame, focus_model: str, condition: str, path: str | Pa
     axes.tick_params(axis="both", length=0, labelsize=10)
     axes.set_yticklabels(axes.get_yticklabels(), rotation=0)
     axes.set_title(
-        f"{focus_model} — {condition_label(condition)}: score by task × language",
+        f"{focus_model} — {_labelled([condition], labels)[condition]}: score by task × language",
         fontsize=12,
         fontweight="bold",
         pad=10,
@@ -251,13 +292,237 @@ def gap_subtitle(counts: dict[str, tuple[int, int]]) -> str:
     return "; ".join(parts)
 
 
+def lambda_text(value: float) -> str:
+    """A λ as the report writes it (``0.1``, ``1``, ``0``)."""
+    return f"{value:g}"
+
+
+def lambda_sweep(
+    sweeps: Mapping[str, Mapping[str, pd.DataFrame]],
+    references: Mapping[str, float],
+    focus_model: str,
+    path: str | PathLike,
+    labels: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Path:
+    """One panel per task (a row of panels per swept condition): test Avg and dev score per λ.
+
+    ``sweeps`` is :func:`tables.sweep_tables` of the focus model, ``references`` Fine-Tuned's
+    test Avg per task (a dotted line; NaN draws none). λ values sit at evenly spaced positions
+    so that 0, 0.1 and 1 are all readable; a star marks the λ chosen on dev.
+    """
+    columns = max(len(per_task) for per_task in sweeps.values())
+    figure, panels = _new_grid(len(sweeps), columns, 0.6 + 3.4 * columns, 0.9 + 3.1 * len(sweeps))
+    names = _labelled([*sweeps, tables.REFERENCE_CONDITION], labels)
+    colors = colors or condition_colors([*sweeps, tables.REFERENCE_CONDITION])
+    for row, (sweep_of, per_task) in enumerate(sweeps.items()):
+        color = colors.get(sweep_of, EXTRA_COLORS[0])
+        for column, (task, table) in enumerate(per_task.items()):
+            axes = panels[row][column]
+            positions = list(range(len(table)))
+            axes.plot(positions, table["Avg"], marker="o", color=color, label=f"{names[sweep_of]}: test Avg")
+            axes.plot(
+                positions,
+                table["Dev"],
+                marker="o",
+                markerfacecolor="white",
+                linestyle="--",
+                color=color,
+                label="dev score (selects λ)",
+            )
+            reference = references.get(task, math.nan)
+            if not math.isnan(reference):
+                axes.axhline(
+                    reference,
+                    linestyle=":",
+                    linewidth=1.5,
+                    color=colors.get(tables.REFERENCE_CONDITION, CONDITION_COLORS["finetuned"]),
+                    label=f"{names[tables.REFERENCE_CONDITION]}: test Avg",
+                )
+            chosen = [position for position, picked in zip(positions, table["chosen"], strict=True) if picked]
+            if chosen:
+                axes.plot(
+                    chosen,
+                    table["Avg"].iloc[chosen],
+                    linestyle="none",
+                    marker="*",
+                    markersize=16,
+                    color="#FFC107",
+                    markeredgecolor="#333333",
+                    label="λ chosen on dev",
+                    zorder=5,
+                )
+            axes.set_xticks(positions, [lambda_text(value) for value in table["lambda"]])
+            axes.set_xlim(-0.5, len(positions) - 0.5)
+            axes.set_xlabel("λ")
+            axes.set_ylabel("score (%)" if column == 0 else "")
+            axes.set_title(f"{task_title(task)} — {names[sweep_of]}", fontsize=10, fontweight="bold")
+            axes.grid(axis="x", visible=False)
+            sns.despine(ax=axes)
+        for column in range(len(per_task), columns):
+            panels[row][column].set_visible(False)
+    handles, texts = panels[0][0].get_legend_handles_labels()
+    figure.legend(handles, texts, loc="lower center", ncol=len(texts), frameon=False, fontsize=9)
+    figure.suptitle(f"{focus_model} — λ sweep: test Avg and dev score per λ", fontsize=12, fontweight="bold")
+    figure.tight_layout(rect=(0, 0.07, 1, 0.96))
+    return _save(figure, path)
+
+
+def lambda_eff_lines(
+    traces: pd.DataFrame,
+    reference: float,
+    focus_model: str,
+    path: str | PathLike,
+    labels: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Path:
+    """One panel per training scope (task, or ``multitask``): effective λ per step of each strategy.
+
+    ``traces`` is :func:`tables.lambda_eff_traces`; ``reference`` is the fixed λ of Distilled,
+    drawn dashed (NaN draws none).
+    """
+    scopes = list(dict.fromkeys(traces["scope"]))
+    strategies = list(dict.fromkeys(traces["condition"]))
+    names = _labelled([*strategies, tables.DISTILLED], labels)
+    colors = colors or condition_colors([tables.DISTILLED, *strategies])
+    columns = min(len(scopes), 3)
+    rows = math.ceil(len(scopes) / columns)
+    figure, panels = _new_grid(rows, columns, 0.6 + 4.0 * columns, 0.9 + 3.0 * rows)
+    flat = [axes for row in panels for axes in row]
+    for axes, scope in zip(flat, scopes, strict=False):
+        own = traces[traces["scope"] == scope]
+        for strategy in strategies:
+            line = own[own["condition"] == strategy]
+            if not line.empty:
+                axes.plot(
+                    line["step"], line["lambda_eff"], color=colors[strategy], linewidth=1.4, label=names[strategy]
+                )
+        if not math.isnan(reference):
+            axes.axhline(
+                reference,
+                linestyle="--",
+                linewidth=1.4,
+                color=colors.get(tables.DISTILLED, CONDITION_COLORS["distilled"]),
+                label=f"{names[tables.DISTILLED]} (fixed λ = {lambda_text(reference)})",
+            )
+        title = "Multitask (all tasks)" if scope == tables.MULTITASK_SCOPE else task_title(scope)
+        axes.set_title(title, fontsize=10, fontweight="bold")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel("step")
+        axes.set_ylabel("λ_eff (step mean)")
+        sns.despine(ax=axes)
+    for axes in flat[len(scopes) :]:
+        axes.set_visible(False)
+    legend = {}
+    for axes in flat[: len(scopes)]:
+        for handle, text in zip(*axes.get_legend_handles_labels(), strict=True):
+            legend.setdefault(text, handle)
+    figure.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(len(legend), 4), frameon=False)
+    figure.suptitle(f"{focus_model} — effective λ per training step", fontsize=12, fontweight="bold")
+    figure.tight_layout(rect=(0, 0.06 * math.ceil(len(legend) / 4), 1, 0.96))
+    return _save(figure, path)
+
+
 def figure_names(heatmap_condition: str) -> dict[str, str]:
     """File name of each figure the report may show, keyed by its role."""
     return {
         "task_bar": "task_bar.png",
         "gap": "gap.png",
         "heatmap": f"heatmap_{heatmap_condition}.png",
+        "lambda_sweep": "lambda_sweep.png",
+        "lambda_eff": "lambda_eff.png",
+        "dynamic_gap": "dynamic_gap.png",
     }
+
+
+def figure_files(conditions: pd.DataFrame | None, heatmap_condition: str | None = None) -> list[str]:
+    """File names a render writes for the grid of the ``conditions`` table, once all its cells have results.
+
+    Only the ``condition`` and ``role`` columns are read, so no result file is needed.
+    ``gap.png`` needs Fine-Tuned and Distilled or Control, ``lambda_sweep.png`` a sweep,
+    ``lambda_eff.png`` a dynamic condition, ``dynamic_gap.png`` a dynamic condition and
+    Fine-Tuned. ``heatmap_condition`` defaults as in the report (Distilled, else the last
+    condition that is not a sweep member). Without a conditions table the grid is unknown:
+    the names are those of the report without the new inputs (``gap.png`` included), and
+    ``heatmap_condition`` is required.
+    """
+    if conditions is None:
+        if heatmap_condition is None:
+            raise ValueError("figure_files needs a heatmap condition or a conditions table")
+        names = figure_names(heatmap_condition)
+        return [names["task_bar"], names["gap"], names["heatmap"]]
+    # Only ids and roles matter here, so a workflow can pass the two columns it builds from config.
+    grid = pd.DataFrame({column: conditions[column].astype(str).str.strip() for column in ("condition", "role")})
+    shown = tables.shown_conditions(grid, grid)
+    names = figure_names(heatmap_condition or tables.default_heatmap_condition(shown))
+    ids, roles = set(grid["condition"]), set(grid["role"])
+    has_reference = tables.REFERENCE_CONDITION in ids
+    wanted = {
+        "task_bar": True,
+        "gap": has_reference and bool(set(tables.GAP_CONDITIONS) & ids),
+        "heatmap": True,
+        "lambda_sweep": "sweep" in roles,
+        "lambda_eff": "dynamic" in roles,
+        "dynamic_gap": "dynamic" in roles and has_reference,
+    }
+    return [names[role] for role, wanted_here in wanted.items() if wanted_here]
+
+
+def _gap_figure(overview: pd.DataFrame, path: Path, focus_model: str, grid: dict) -> Path | None:
+    """``gap.png`` when the focus model has a Distilled or Control gap to Fine-Tuned in some task."""
+    gaps = tables.gaps_to_finetuned(overview)
+    if not gaps.notna().any().any():
+        return None
+    subtitle = gap_subtitle(tables.ordering_counts(overview))
+    return gap_bars(gaps, focus_model, path, subtitle, grid["labels"], grid["colors"])
+
+
+def _sweep_figure(
+    cells: pd.DataFrame,
+    overview: pd.DataFrame,
+    path: Path,
+    focus_model: str,
+    grid: dict,
+) -> Path | None:
+    """``lambda_sweep.png`` when the focus model has a λ sweep with a result or a dev choice."""
+    sweeps = tables.sweep_tables(cells, grid["conditions"], grid["selection"], focus_model)
+    if not sweeps:
+        return None
+    references = {
+        task: tables.task_average(cells, focus_model, task, tables.REFERENCE_CONDITION) for task in overview.index
+    }
+    colors = condition_colors(list(dict.fromkeys([*grid["shown"], *sweeps])))
+    return lambda_sweep(sweeps, references, focus_model, path, grid["labels"], colors)
+
+
+def _dynamic_gap_figure(overview: pd.DataFrame, path: Path, focus_model: str, grid: dict) -> Path | None:
+    """``dynamic_gap.png`` when a dynamic-λ condition of the focus model has a gap to Fine-Tuned."""
+    gaps = tables.dynamic_gap_table(overview, grid["conditions"])
+    gaps = gaps.drop(columns=tables.REFERENCE_CONDITION, errors="ignore")
+    if not gaps.notna().any().any():
+        return None
+    fixed = tables.condition_lambda(grid["conditions"], tables.DISTILLED)
+    labels = dict(grid["labels"])
+    if tables.DISTILLED in labels and not math.isnan(fixed):
+        labels[tables.DISTILLED] = f"{labels[tables.DISTILLED]} (λ = {lambda_text(fixed)})"
+    subtitle = "fixed λ, best λ on dev and dynamic-λ strategies"
+    return gap_bars(gaps, focus_model, path, subtitle, labels, grid["colors"])
+
+
+def _lambda_eff_figure(
+    training: pd.DataFrame | None,
+    tasks: Sequence[str],
+    path: Path,
+    focus_model: str,
+    grid: dict,
+) -> Path | None:
+    """``lambda_eff.png`` when the training log has steps of a dynamic-λ condition of the focus model."""
+    strategies = tables.conditions_with_role(grid["shown"], grid["conditions"], "dynamic")
+    traces = tables.lambda_eff_traces(training, focus_model, strategies, tasks)
+    if traces.empty:
+        return None
+    fixed = tables.condition_lambda(grid["conditions"], tables.DISTILLED)
+    return lambda_eff_lines(traces, fixed, focus_model, path, grid["labels"], grid["colors"])
 
 
 def write_figures(
@@ -265,23 +530,47 @@ def write_figures(
     figures_dir: str | PathLike,
     focus_model: str,
     heatmap_condition: str,
+    conditions: pd.DataFrame | None = None,
+    selection: pd.DataFrame | None = None,
+    training: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Draw the report's figures for the focus model into ``figures_dir`` and return their paths.
 
     ``gap.png`` is skipped (no file) when the focus model has no gap to Fine-Tuned at all
     (Fine-Tuned absent, both Distilled and Control absent, or no task with both values).
+    ``lambda_sweep.png`` needs a λ sweep with a result or a dev choice, ``dynamic_gap.png`` a
+    dynamic-λ gap to Fine-Tuned, ``lambda_eff.png`` a dynamic condition's training log (all
+    three need the tidy ``conditions`` table). A skipped figure's file is removed.
     """
     figures_dir = Path(figures_dir)
     names = figure_names(heatmap_condition)
-    overview = tables.task_condition_table(cells, focus_model)
-    written = [task_bar(overview, focus_model, figures_dir / names["task_bar"])]
-    gaps = tables.gaps_to_finetuned(overview)
-    if gaps.notna().any().any():
-        subtitle = gap_subtitle(tables.ordering_counts(overview))
-        written.append(gap_bars(gaps, focus_model, figures_dir / names["gap"], subtitle))
-    else:
-        # A gap figure left from an earlier render would contradict this report.
-        (figures_dir / names["gap"]).unlink(missing_ok=True)
-    grid = task_language_grid(cells, focus_model, heatmap_condition)
-    written.append(heatmap(grid, focus_model, heatmap_condition, figures_dir / names["heatmap"]))
-    return written
+    shown = tables.shown_conditions(cells, conditions)
+    grid = {
+        "conditions": conditions,
+        "selection": selection,
+        "shown": shown,
+        "labels": tables.grid_labels(cells, conditions),
+        "colors": condition_colors(shown),
+    }
+    overview = tables.task_condition_table(cells, focus_model, conditions=shown)
+    bars = overview[tables.task_bar_conditions(shown, conditions)]
+    path = {role: figures_dir / name for role, name in names.items()}
+    drawn = {
+        "task_bar": task_bar(bars, focus_model, path["task_bar"], grid["labels"], grid["colors"]),
+        "gap": _gap_figure(overview, path["gap"], focus_model, grid),
+        "heatmap": heatmap(
+            task_language_grid(cells, focus_model, heatmap_condition),
+            focus_model,
+            heatmap_condition,
+            path["heatmap"],
+            grid["labels"],
+        ),
+        "lambda_sweep": _sweep_figure(cells, overview, path["lambda_sweep"], focus_model, grid),
+        "dynamic_gap": _dynamic_gap_figure(overview, path["dynamic_gap"], focus_model, grid),
+        "lambda_eff": _lambda_eff_figure(training, list(overview.index), path["lambda_eff"], focus_model, grid),
+    }
+    for role, drawn_path in drawn.items():
+        if drawn_path is None:
+            # A figure left from an earlier render would contradict this report.
+            path[role].unlink(missing_ok=True)
+    return [drawn_path for drawn_path in drawn.values() if drawn_path is not None]

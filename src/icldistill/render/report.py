@@ -6,8 +6,9 @@ them out. :func:`render_report` is the entry point the workflow and the CLI call
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 
@@ -39,6 +40,12 @@ GAP_HEADERS: dict[str, tuple[str, str]] = {
 
 REPORT_NAME = "RESULTS.md"
 FIGURES_DIR = "figures"
+
+#: Where the workflow writes every training run's per-step log (named in the Dynamic λ section).
+TRAINING_TABLE = "results/tables/training.csv"
+
+#: Marks the λ chosen on the dev split in the λ Sweep tables.
+CHOSEN_MARK = "✓"
 
 
 def fmt(value: float, suffix: str = "") -> str:
@@ -97,11 +104,17 @@ def language_section_table(
     return table(["Model", *(language_label(lang) for lang in languages), "Avg"], rows)
 
 
-def condition_sections(cells: pd.DataFrame) -> list[dict]:
-    """One section per condition: its task tables (and secondary-metric tables) in order."""
+def condition_sections(
+    cells: pd.DataFrame,
+    conditions: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> list[dict]:
+    """One section per condition (default: all present): its task tables (and secondary-metric tables)."""
     models, languages = tables.model_order(cells), tables.language_order(cells)
+    conditions = tables.condition_order(cells) if conditions is None else conditions
+    labels = tables.condition_labels(conditions) if labels is None else labels
     sections = []
-    for condition in tables.condition_order(cells):
+    for condition in conditions:
         blocks = []
         for task in tables.task_order(cells):
             metric = tables.primary_metric(cells, task)
@@ -119,7 +132,7 @@ def condition_sections(cells: pd.DataFrame) -> list[dict]:
                             "table": language_section_table(cells, condition, task, extra_metric, models, languages),
                         }
                     )
-        sections.append({"label": condition_label(condition), "blocks": blocks})
+        sections.append({"label": labels[condition], "blocks": blocks})
     return sections
 
 
@@ -128,13 +141,13 @@ def count_phrase(held: int, total: int) -> str:
     return "in every task" if held == total else f"in {held}/{total} tasks"
 
 
-def ordering_context(overview: pd.DataFrame) -> dict | None:
+def ordering_context(overview: pd.DataFrame, labels: Mapping[str, str] | None = None) -> dict | None:
     """The ordering section's generated lines, or None unless FT, Distilled and Control exist."""
     counts = tables.ordering_counts(overview)
     if "ft_ge_dist_ge_ctrl" not in counts or counts["ft_ge_dist_ge_ctrl"][1] == 0:
         return None
     held, total = counts["ft_ge_dist_ge_ctrl"]
-    chain = " ≥ ".join(condition_label(c) for c in ("finetuned", "distilled", "control"))
+    chain = " ≥ ".join((labels or {}).get(c) or condition_label(c) for c in ("finetuned", "distilled", "control"))
     bullets = []
     held_dc, total_dc = counts["dist_gt_ctrl"]
     if total_dc:
@@ -185,12 +198,13 @@ def gap_table_context(overview: pd.DataFrame) -> dict | None:
     return table(header, rows, notes=True)
 
 
-def overview_table(overview: pd.DataFrame) -> dict:
+def overview_table(overview: pd.DataFrame, labels: Mapping[str, str] | None = None) -> dict:
     """Per-task × condition averages of the focus model with the gap-to-Fine-Tuned columns."""
     gaps = tables.gaps_to_finetuned(overview)
+    labels = tables.condition_labels(overview.columns) if labels is None else labels
     header = [
         "Task",
-        *(condition_label(c) for c in overview.columns),
+        *(labels[c] for c in overview.columns),
         *(GAP_HEADERS[c][0] for c in gaps.columns),
     ]
     rows = [
@@ -204,15 +218,26 @@ def overview_table(overview: pd.DataFrame) -> dict:
     return table(header, rows)
 
 
-def cross_lingual_context(cells: pd.DataFrame, model: str, condition: str) -> dict | None:
+def is_trained(condition: str, roles: Mapping[str, str]) -> bool:
+    """Whether a condition trains: its role when the conditions table has one, else its id."""
+    return roles[condition] != "infer" if condition in roles else condition not in INFERENCE_ONLY_CONDITIONS
+
+
+def cross_lingual_context(
+    cells: pd.DataFrame,
+    model: str,
+    condition: str,
+    labels: Mapping[str, str] | None = None,
+    roles: Mapping[str, str] | None = None,
+) -> dict | None:
     """English / non-English averages and gap of the heatmap condition, or None if a side is empty."""
     stats = tables.cross_lingual(cells, model, condition)
     if not stats["n_en"] or not stats["n_non_en"]:
         return None
     drop = tables.largest_transfer_drop(cells, model, condition)
     return {
-        "label": condition_label(condition),
-        "trained": condition not in INFERENCE_ONLY_CONDITIONS,
+        "label": (labels or {}).get(condition) or condition_label(condition),
+        "trained": is_trained(condition, roles or {}),
         "en": fmt(stats["en_avg"], "%"),
         "non_en": fmt(stats["non_en_avg"], "%"),
         "n_en": stats["n_en"],
@@ -228,19 +253,182 @@ def cross_lingual_context(cells: pd.DataFrame, model: str, condition: str) -> di
     }
 
 
+def fmt_lambda(value: float) -> str:
+    """A λ as the report writes it (``0``, ``0.1``, ``1``), or ``—``."""
+    return tables.MISSING if pd.isna(value) else figures.lambda_text(value)
+
+
+def sweep_legend_line(sweep_of: str, conditions: pd.DataFrame, labels: Mapping[str, str]) -> tuple[str, str]:
+    """Legend entry of one λ sweep: its λ values, and which values reuse another condition's run."""
+    members = tables.sweep_members(conditions, sweep_of)
+    values = ", ".join(fmt_lambda(value) for value in members["lambda"])
+    parts = [f"λ ∈ {{{values}}}", "one run per value"]
+    losses = set(conditions.loc[conditions["condition"].isin([sweep_of, *members.index]), "loss"])
+    if "kd" in losses:
+        parts[-1] += ", sharing the teacher cache"
+    parts += [
+        f"λ = {fmt_lambda(member['lambda'])} is {labels[member['reuses']]} (reused)"
+        for _, member in members.iterrows()
+        if member["reuses"]
+    ]
+    return f"{labels[sweep_of]} λ sweep", "; ".join(parts)
+
+
+def legend(shown: Sequence[str], conditions: pd.DataFrame | None, labels: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(label, text) per shown condition, each swept one followed by its sweep's line.
+
+    The conditions table's ``description`` wins over the vocabulary's legend; a sweep whose
+    condition is not shown gets its line at the end.
+    """
+    described = {} if conditions is None else dict(zip(conditions["condition"], conditions["description"], strict=True))
+    swept = tables.swept_conditions(conditions)
+    lines = []
+    for condition in shown:
+        text = described.get(condition) or CONDITION_LEGEND.get(condition, "user-defined condition")
+        lines.append((labels[condition], text))
+        if condition in swept:
+            lines.append(sweep_legend_line(condition, conditions, labels))
+    lines += [sweep_legend_line(c, conditions, labels) for c in swept if c not in shown]
+    return lines
+
+
+def sweep_row_label(lam: float, reuses: str, chosen: bool, labels: Mapping[str, str]) -> str:
+    """``λ = 0.1``, with ``(= Fine-Tuned)`` when the run is reused and ``✓`` when chosen on dev."""
+    text = f"λ = {fmt_lambda(lam)}"
+    if reuses:
+        text += f" (= {labels[reuses]})"
+    return f"{text} {CHOSEN_MARK}" if chosen else text
+
+
+def sweep_task_table(sweep: pd.DataFrame, labels: Mapping[str, str]) -> dict:
+    """λ × language table of one task's sweep (:func:`tables.sweep_table`) with Avg, Dev and Δ vs FT."""
+    languages = [c for c in sweep.columns if c not in ("lambda", "reuses", "Avg", "Dev", "Gap", "chosen")]
+    rows = [
+        [
+            sweep_row_label(row["lambda"], row["reuses"], row["chosen"], labels),
+            *(fmt(row[lang]) for lang in languages),
+            bold(fmt(row["Avg"])),
+            fmt(row["Dev"]),
+            tables.signed(row["Gap"]),
+        ]
+        for _, row in sweep.iterrows()
+    ]
+    return table(["λ", *(language_label(lang) for lang in languages), "Avg", "Dev", "Δ vs FT"], rows)
+
+
+def chosen_line(choice: dict | None, sweep: pd.DataFrame) -> str | None:
+    """The sentence stating the λ chosen on dev and its test result, or None without a choice."""
+    if choice is None:
+        return None
+    where = ", ".join(language_label(lang) for lang in choice["dev_languages"])
+    split = f"the dev split ({where})" if where else "the dev split"
+    picked = sweep.loc[choice["candidate"]] if choice["candidate"] in sweep.index else None
+    test = fmt(math.nan if picked is None else picked["Avg"])
+    gap = math.nan if picked is None else picked["Gap"]
+    delta = "" if pd.isna(gap) else f" (Δ vs FT {tables.signed(gap, minus='−')})"
+    return f"Chosen on {split}: λ = {fmt_lambda(choice['lambda'])} (dev {fmt(choice['dev_score'])}); test Avg {test}{delta}."
+
+
+def best_lambda_block(per_task: dict[str, pd.DataFrame], heading: str) -> dict | None:
+    """Task | λ | Dev | Test Avg | Δ vs FT of the λ chosen on dev per task, or None without a choice."""
+    best = tables.best_lambda_table(per_task)
+    if best.empty:
+        return None
+    rows = [
+        [task_title(task), fmt_lambda(row["lambda"]), fmt(row["Dev"]), fmt(row["Avg"]), tables.signed(row["Gap"])]
+        for task, row in best.iterrows()
+    ]
+    return {"heading": heading, "table": table(["Task", "λ", "Dev", "Test Avg", "Δ vs FT"], rows)}
+
+
+def sweep_context(
+    cells: pd.DataFrame,
+    conditions: pd.DataFrame | None,
+    selection: pd.DataFrame | None,
+    focus_model: str,
+    labels: Mapping[str, str],
+) -> dict | None:
+    """The λ Sweep section: per sweep and task a table and the dev choice, then the best λ per task.
+
+    None when no sweep has a result or a dev choice for the focus model.
+    """
+    sweeps = tables.sweep_tables(cells, conditions, selection, focus_model)
+    if not sweeps:
+        return None
+    blocks, best = [], []
+    for sweep_of, per_task in sweeps.items():
+        name = f"{labels[sweep_of]} λ sweep"
+        for task, sweep in per_task.items():
+            choice = tables.chosen_selection(selection, focus_model, task, sweep_of)
+            blocks.append(
+                {
+                    "heading": f"### {task_title(task)} — {name}",
+                    "table": sweep_task_table(sweep, labels),
+                    "chosen": chosen_line(choice, sweep),
+                }
+            )
+        heading = "### Best λ per task (chosen on dev, never on test)"
+        block = best_lambda_block(per_task, heading if len(sweeps) == 1 else f"{heading} — {name}")
+        if block:
+            best.append(block)
+    return {"model": focus_model, "blocks": blocks, "best": best}
+
+
+def dynamic_context(overview: pd.DataFrame, conditions: pd.DataFrame | None, labels: Mapping[str, str]) -> dict | None:
+    """The Dynamic λ table: per task (and Avg) each compared condition's gap to Fine-Tuned.
+
+    None without a dynamic condition or without Fine-Tuned.
+    """
+    gaps = tables.dynamic_gap_table(overview, conditions)
+    if gaps.columns.empty:
+        return None
+    compared = [c for c in gaps.columns if c != tables.REFERENCE_CONDITION]
+    strategies = tables.conditions_with_role(compared, conditions, "dynamic")
+    fixed = tables.condition_lambda(conditions, tables.DISTILLED)
+
+    def gap_header(condition: str) -> str:
+        if condition == tables.DISTILLED and not pd.isna(fixed):
+            return f"{labels[condition]} (λ={fmt_lambda(fixed)})−FT"
+        return f"{labels[condition]}−FT"
+
+    def row(name: str, values: pd.Series) -> list[str]:
+        winners = tables.best_of(values, strategies)
+        return [
+            name,
+            fmt(values[tables.REFERENCE_CONDITION]),
+            *(fmt_gap(values[c]) for c in compared),
+            " / ".join(labels[c] for c in winners) or tables.MISSING,
+        ]
+
+    average = tables.dynamic_gap_average(overview, gaps.columns)
+    rows = [row(task_title(task), gaps.loc[task]) for task in gaps.index] + [row("Avg", average)]
+    header = ["Task", labels[tables.REFERENCE_CONDITION], *(gap_header(c) for c in compared), "Best of these"]
+    return {
+        "table": table(header, rows, notes=True),
+        "strategies": [labels[c] for c in strategies],
+        "training_table": TRAINING_TABLE,
+    }
+
+
 def build_context(
     cells: pd.DataFrame,
     focus_model: str,
     heatmap_condition: str,
     figure_links: dict[str, str],
+    conditions_table: pd.DataFrame | None = None,
+    selection: pd.DataFrame | None = None,
 ) -> dict:
     """Everything the template prints, as strings and lists of strings.
 
-    ``figure_links`` maps a figure role (``task_bar``, ``gap``, ``heatmap``) to its link relative
-    to RESULTS.md; a role missing from it is not shown.
+    ``figure_links`` maps a figure role (``task_bar``, ``gap``, ``heatmap``, ``lambda_sweep``,
+    ``dynamic_gap``, ``lambda_eff``) to its link relative to RESULTS.md; a role missing from it
+    is not shown. ``conditions_table`` and ``selection`` (tidy, see :mod:`tables`) add the λ
+    Sweep and Dynamic λ sections; without them ``sweep`` and ``dynamic`` are None.
     """
-    models, conditions = tables.model_order(cells), tables.condition_order(cells)
+    models, conditions = tables.model_order(cells), tables.shown_conditions(cells, conditions_table)
     tasks, languages = tables.task_order(cells), tables.language_order(cells)
+    roles = tables.condition_roles(conditions_table)
+    labels = tables.grid_labels(cells, conditions_table)
     summary = tables.summary_table(cells, models, conditions)
     overview = tables.task_condition_table(cells, focus_model, tasks, conditions)
     return {
@@ -251,33 +439,35 @@ def build_context(
             f"{task.upper()} ({TASK_DATASETS[task]})" if task in TASK_DATASETS else task.upper() for task in tasks
         ),
         "languages_line": " · ".join(language_label(lang) for lang in languages),
-        "trained": any(c not in INFERENCE_ONLY_CONDITIONS for c in conditions),
-        "legend": [(condition_label(c), CONDITION_LEGEND.get(c, "user-defined condition")) for c in conditions],
+        "trained": any(is_trained(c, roles) for c in conditions),
+        "legend": legend(conditions, conditions_table, labels),
         "figures": figure_links,
-        "heatmap_label": condition_label(heatmap_condition),
+        "heatmap_label": labels[heatmap_condition],
         "summary": table(
-            ["Model", *(condition_label(c) for c in conditions)],
+            ["Model", *(labels[c] for c in conditions)],
             [[model, *(fmt(summary.at[model, c]) for c in conditions)] for model in models],
         ),
-        "overview": overview_table(overview),
-        "sections": condition_sections(cells),
+        "overview": overview_table(overview, labels),
+        "sections": condition_sections(cells, conditions, labels),
         "overall": table(
             ["Condition", "Avg Score"],
             [
-                [condition_label(c), bold(fmt(summary.at[focus_model, c], "%"))]
+                [labels[c], bold(fmt(summary.at[focus_model, c], "%"))]
                 if not pd.isna(summary.at[focus_model, c])
-                else [condition_label(c), tables.MISSING]
+                else [labels[c], tables.MISSING]
                 for c in conditions
             ],
         ),
-        "ordering": ordering_context(overview),
+        "ordering": ordering_context(overview, labels),
         "gaps": gap_table_context(overview),
         "gap_labels": [GAP_HEADERS[c][1] for c in tables.gaps_to_finetuned(overview).columns],
         "thresholds": {
             "parity": fmt(tables.PARITY_PP),
             "large": fmt(tables.LARGE_GAP_PP),
         },
-        "cross_lingual": cross_lingual_context(cells, focus_model, heatmap_condition),
+        "cross_lingual": cross_lingual_context(cells, focus_model, heatmap_condition, labels, roles),
+        "sweep": sweep_context(cells, conditions_table, selection, focus_model, labels),
+        "dynamic": dynamic_context(overview, conditions_table, labels),
     }
 
 
@@ -297,15 +487,23 @@ def render_markdown(context: dict, template: str | PathLike | None = None) -> st
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
 
 
-def resolve_choices(cells: pd.DataFrame, focus_model: str | None, heatmap_condition: str | None) -> tuple[str, str]:
-    """The focus model and heatmap condition to use, defaulted and checked against the cells."""
-    models, conditions = tables.model_order(cells), tables.condition_order(cells)
+def resolve_choices(
+    cells: pd.DataFrame,
+    focus_model: str | None,
+    heatmap_condition: str | None,
+    conditions_table: pd.DataFrame | None = None,
+) -> tuple[str, str]:
+    """The focus model and heatmap condition to use, defaulted and checked against the cells.
+
+    The default heatmap condition is never a sweep member (see :func:`tables.shown_conditions`).
+    """
+    models, conditions = tables.model_order(cells), tables.condition_order(cells, conditions_table)
     if focus_model is None:
         focus_model = tables.default_focus_model(cells)
     elif focus_model not in models:
         raise ValueError(f"focus model {focus_model!r} not in cells; models: {', '.join(models)}")
     if heatmap_condition is None:
-        heatmap_condition = tables.default_heatmap_condition(conditions)
+        heatmap_condition = tables.default_heatmap_condition(tables.shown_conditions(cells, conditions_table))
     elif heatmap_condition not in conditions:
         raise ValueError(f"heatmap condition {heatmap_condition!r} not in cells; conditions: {', '.join(conditions)}")
     return focus_model, heatmap_condition
@@ -317,22 +515,33 @@ def render_report(
     focus_model: str | None = None,
     heatmap_condition: str | None = None,
     template: str | PathLike | None = None,
+    conditions: pd.DataFrame | None = None,
+    selection: pd.DataFrame | None = None,
+    training: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/RESULTS.md`` and its figures under ``out_dir/figures``; return the report path.
 
     ``cells`` is the ``cells.csv`` table (extra columns ignored). The focus model defaults to the
     model with the most results, the heatmap condition to ``distilled`` (else the last present).
+    The optional ``conditions`` (labels, roles, λ, sweeps), ``selection`` (the dev choice of λ)
+    and ``training`` (per-step logs) tables add the λ Sweep and Dynamic λ sections and figures;
+    without them the report is the seed layout.
     """
     cells = tables.tidy_cells(cells)
     if cells.empty:
         raise ValueError("cells table has no rows")
-    focus_model, heatmap_condition = resolve_choices(cells, focus_model, heatmap_condition)
+    conditions = None if conditions is None else tables.tidy_conditions(conditions)
+    selection = None if selection is None else tables.tidy_selection(selection)
+    training = None if training is None else tables.tidy_training(training)
+    focus_model, heatmap_condition = resolve_choices(cells, focus_model, heatmap_condition, conditions)
     out_dir = Path(out_dir)
-    written = figures.write_figures(cells, out_dir / FIGURES_DIR, focus_model, heatmap_condition)
+    written = figures.write_figures(
+        cells, out_dir / FIGURES_DIR, focus_model, heatmap_condition, conditions, selection, training
+    )
     names = figures.figure_names(heatmap_condition)
     written_names = {path.name for path in written}
     links = {role: f"{FIGURES_DIR}/{name}" for role, name in names.items() if name in written_names}
-    context = build_context(cells, focus_model, heatmap_condition, links)
+    context = build_context(cells, focus_model, heatmap_condition, links, conditions, selection)
     report = out_dir / REPORT_NAME
     report.write_text(render_markdown(context, template), encoding="utf-8")
     return report

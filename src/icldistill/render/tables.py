@@ -76,7 +76,7 @@ def tidy_cells(raw: pd.DataFrame) -> pd.DataFrame:
 def _canonical_then_rest(present: Iterable[str], canonical: Iterable[str]) -> list[str]:
     """Ids of ``present`` in ``canonical`` order, then unknown ids in order of first appearance."""
     seen = list(dict.fromkeys(present))
-    known = [item for item in canonical if item in seen]
+    known = [item for item in dict.fromkeys(canonical) if item in seen]
     return known + [item for item in seen if item not in known]
 
 
@@ -85,9 +85,14 @@ def model_order(cells: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(cells["model"]))
 
 
-def condition_order(cells: pd.DataFrame) -> list[str]:
-    """Conditions present, known ones in vocabulary order, user-defined ones after them."""
-    return _canonical_then_rest(cells["condition"], CONDITION_LABELS)
+def condition_order(cells: pd.DataFrame, conditions: pd.DataFrame | None = None) -> list[str]:
+    """Conditions present, known ones in vocabulary order, user-defined ones after them.
+
+    User-defined conditions follow the row order of the ``conditions`` table when it is given
+    (the config order), then their order of first appearance in the cells.
+    """
+    extra = [] if conditions is None else list(conditions["condition"])
+    return _canonical_then_rest(cells["condition"], [*CONDITION_LABELS, *extra])
 
 
 def task_order(cells: pd.DataFrame) -> list[str]:
@@ -350,3 +355,381 @@ def default_heatmap_condition(conditions: Sequence[str]) -> str:
     if not conditions:
         raise ValueError("no conditions to choose a heatmap condition from")
     return "distilled" if "distilled" in conditions else conditions[-1]
+
+
+# --- the grid's conditions table, λ sweeps and dynamic λ ---------------------------------------
+
+#: What a condition of the grid is (column ``role`` of the conditions table).
+ROLES: tuple[str, ...] = ("infer", "train", "sweep", "best", "dynamic")
+
+#: Roles of the conditions drawn in the task bar figure; dynamic strategies have their own.
+TASK_BAR_ROLES = frozenset({"infer", "train", "best"})
+
+#: The fixed-λ KD condition that the dynamic strategies and the best λ are set beside.
+DISTILLED = "distilled"
+
+#: Columns of the conditions table: required ones, then optional text columns (empty when absent).
+CONDITION_TABLE_REQUIRED: tuple[str, ...] = ("condition", "label", "role")
+CONDITION_TABLE_TEXT: tuple[str, ...] = ("loss", "strategy", "sweep_of", "description", "reuses")
+
+#: Columns of the selection table (the dev-split choice of λ).
+SELECTION_REQUIRED: tuple[str, ...] = ("model", "task", "sweep_of", "candidate", "lambda", "dev_score", "chosen")
+SELECTION_TEXT: tuple[str, ...] = ("model_id", "best_condition", "dev_languages")
+
+#: Columns of the training log; only those the report reads are required.
+TRAINING_REQUIRED: tuple[str, ...] = ("model", "scope", "condition", "step", "lambda_eff")
+TRAINING_TEXT: tuple[str, ...] = ("model_id", "task")
+TRAINING_NUMBERS: tuple[str, ...] = (
+    "step",
+    "ce",
+    "kd",
+    "lambda",
+    "lambda_eff",
+    "loss",
+    "lr",
+    "grad_norm",
+    "tokens",
+    "tokens_per_s",
+    "cos",
+    "meta_grad",
+)
+
+#: The ``scope`` of a run trained on all tasks at once.
+MULTITASK_SCOPE = "multitask"
+
+
+def _require(raw: pd.DataFrame, columns: Iterable[str], name: str) -> None:
+    missing = [column for column in columns if column not in raw.columns]
+    if missing:
+        raise ValueError(f"{name} table lacks column(s) {', '.join(missing)}")
+
+
+def _text(raw: pd.DataFrame, column: str) -> pd.Series:
+    """A column as stripped strings, empty where absent or NaN (CSV empties and DataFrame NaNs alike)."""
+    if column not in raw.columns:
+        return pd.Series("", index=raw.index, dtype=object)
+    return raw[column].map(lambda value: "" if pd.isna(value) else str(value).strip())
+
+
+def _read_text_table(path: str | PathLike, columns: Sequence[str]) -> pd.DataFrame:
+    """A CSV file with every column as text; a file without any column is an empty table of ``columns``."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        # The workflow writes an empty frame (a lone newline) when, e.g., no run was trained.
+        return pd.DataFrame(columns=list(columns), dtype=str)
+
+
+def _flag(value: object) -> bool:
+    """``True``/``true``/``1``/``yes`` (as a bool or as text) → True; anything else → False."""
+    return str(value).strip().lower() in {"true", "1", "1.0", "yes"}
+
+
+def tidy_conditions(raw: pd.DataFrame) -> pd.DataFrame:
+    """The conditions table with text columns as stripped strings ("" when empty) and ``lambda`` numeric.
+
+    Row order is kept (it is the config order). Raises ValueError on an unknown ``role``, on a
+    sweep member without ``sweep_of``, or on a condition listed twice.
+    """
+    _require(raw, CONDITION_TABLE_REQUIRED, "conditions")
+    tidy = pd.DataFrame({column: _text(raw, column) for column in (*CONDITION_TABLE_REQUIRED, *CONDITION_TABLE_TEXT)})
+    lam = raw["lambda"] if "lambda" in raw.columns else pd.Series(math.nan, index=raw.index)
+    tidy.insert(4, "lambda", pd.to_numeric(lam, errors="coerce"))
+    unknown = sorted(set(tidy["role"]) - set(ROLES))
+    if unknown:
+        raise ValueError(f"conditions table: unknown role(s) {', '.join(unknown)}; known: {', '.join(ROLES)}")
+    unswept = tidy.loc[(tidy["role"] == "sweep") & (tidy["sweep_of"] == ""), "condition"]
+    if len(unswept):
+        raise ValueError(f"conditions table: {', '.join(unswept)} lack(s) sweep_of")
+    twice = tidy.loc[tidy["condition"].duplicated(), "condition"]
+    if len(twice):
+        raise ValueError(f"conditions table lists {', '.join(twice)} twice")
+    return tidy.reset_index(drop=True)
+
+
+def read_conditions(path: str | PathLike) -> pd.DataFrame:
+    """Read a conditions CSV file and return its tidy form (see :func:`tidy_conditions`)."""
+    return tidy_conditions(_read_text_table(path, CONDITION_TABLE_REQUIRED))
+
+
+def tidy_selection(raw: pd.DataFrame) -> pd.DataFrame:
+    """The selection table with ids as stripped strings, ``lambda``/``dev_score`` numeric, ``chosen`` bool.
+
+    Raises ValueError when a (model, task, sweep_of) has more than one chosen candidate.
+    """
+    _require(raw, SELECTION_REQUIRED, "selection")
+    text = ("model", "task", "sweep_of", "candidate", *SELECTION_TEXT)
+    tidy = pd.DataFrame({column: _text(raw, column) for column in text})
+    tidy["lambda"] = pd.to_numeric(raw["lambda"], errors="coerce")
+    tidy["dev_score"] = pd.to_numeric(raw["dev_score"], errors="coerce")
+    tidy["chosen"] = raw["chosen"].map(_flag).astype(bool)
+    counts = tidy[tidy["chosen"]].groupby(["model", "task", "sweep_of"]).size()
+    if (counts > 1).any():
+        twice = ", ".join("/".join(key) for key in counts[counts > 1].index)
+        raise ValueError(f"selection table: more than one chosen candidate for {twice}")
+    return tidy.reset_index(drop=True)
+
+
+def read_selection(path: str | PathLike) -> pd.DataFrame:
+    """Read a selection CSV file and return its tidy form (see :func:`tidy_selection`)."""
+    return tidy_selection(_read_text_table(path, SELECTION_REQUIRED))
+
+
+def tidy_training(raw: pd.DataFrame) -> pd.DataFrame:
+    """The training log with ids as stripped strings and the logged quantities numeric (NaN when empty)."""
+    _require(raw, TRAINING_REQUIRED, "training")
+    tidy = pd.DataFrame({column: _text(raw, column) for column in ("model", "scope", "condition", *TRAINING_TEXT)})
+    for column in TRAINING_NUMBERS:
+        values = raw[column] if column in raw.columns else pd.Series(math.nan, index=raw.index)
+        tidy[column] = pd.to_numeric(values, errors="coerce")
+    return tidy.reset_index(drop=True)
+
+
+def read_training(path: str | PathLike) -> pd.DataFrame:
+    """Read a training-log CSV file and return its tidy form (see :func:`tidy_training`)."""
+    return tidy_training(_read_text_table(path, TRAINING_REQUIRED))
+
+
+def condition_roles(conditions: pd.DataFrame | None) -> dict[str, str]:
+    """Role of each condition of the conditions table (empty without one)."""
+    return {} if conditions is None else dict(zip(conditions["condition"], conditions["role"], strict=True))
+
+
+def shown_conditions(cells: pd.DataFrame, conditions: pd.DataFrame | None = None) -> list[str]:
+    """Conditions of the Summary, Overview and per-condition sections: all present but sweep members."""
+    roles = condition_roles(conditions)
+    return [c for c in condition_order(cells, conditions) if roles.get(c) != "sweep"]
+
+
+def task_bar_conditions(shown: Sequence[str], conditions: pd.DataFrame | None = None) -> list[str]:
+    """The ``shown`` conditions drawn in the task bar figure: roles infer, train, best, or no role known."""
+    roles = condition_roles(conditions)
+    return [c for c in shown if roles.get(c, "train") in TASK_BAR_ROLES]
+
+
+def conditions_with_role(order: Sequence[str], conditions: pd.DataFrame | None, role: str) -> list[str]:
+    """The conditions of ``order`` that have ``role`` in the conditions table, in ``order``."""
+    roles = condition_roles(conditions)
+    return [c for c in order if roles.get(c) == role]
+
+
+def condition_labels(order: Sequence[str], conditions: pd.DataFrame | None = None) -> dict[str, str]:
+    """Display label per condition: the conditions table's ``label`` when set, else the vocabulary's."""
+    table = {} if conditions is None else dict(zip(conditions["condition"], conditions["label"], strict=True))
+    return {c: table.get(c) or CONDITION_LABELS.get(c, c) for c in order}
+
+
+def grid_labels(cells: pd.DataFrame, conditions: pd.DataFrame | None = None) -> dict[str, str]:
+    """:func:`condition_labels` of every condition the cells or the conditions table name
+    (including the ``sweep_of`` and ``reuses`` targets)."""
+    named = list(condition_order(cells, conditions))
+    if conditions is not None:
+        named += [c for column in ("condition", "sweep_of", "reuses") for c in conditions[column] if c]
+    return condition_labels(list(dict.fromkeys(named)), conditions)
+
+
+def condition_lambda(conditions: pd.DataFrame | None, condition: str) -> float:
+    """The fixed λ of a condition in the conditions table (NaN when it has none or is not listed)."""
+    if conditions is None:
+        return math.nan
+    row = conditions.loc[conditions["condition"] == condition, "lambda"]
+    return float(row.iloc[0]) if len(row) else math.nan
+
+
+def swept_conditions(conditions: pd.DataFrame | None) -> list[str]:
+    """Conditions that a λ sweep varies (the ``sweep_of`` of the sweep members), in table order."""
+    if conditions is None:
+        return []
+    return list(dict.fromkeys(conditions.loc[conditions["role"] == "sweep", "sweep_of"]))
+
+
+def sweep_members(conditions: pd.DataFrame, sweep_of: str) -> pd.DataFrame:
+    """The members of one λ sweep by ascending λ: index condition id, columns ``lambda`` and ``reuses``."""
+    members = conditions[(conditions["role"] == "sweep") & (conditions["sweep_of"] == sweep_of)]
+    return members.sort_values("lambda", kind="stable").set_index("condition")[["lambda", "reuses"]]
+
+
+def task_languages(cells: pd.DataFrame, task: str) -> list[str]:
+    """Languages the task has in the cells table, in report order."""
+    return language_order(cells[cells["task"] == task])
+
+
+def task_average(cells: pd.DataFrame, model: str, task: str, condition: str) -> float:
+    """A model's primary-metric average of one task and condition over the languages with a value."""
+    metric = primary_metric(cells, task)
+    values = cells.loc[
+        (cells["model"] == model)
+        & (cells["task"] == task)
+        & (cells["condition"] == condition)
+        & (cells["metric"] == metric),
+        "value",
+    ]
+    return float(values.mean()) if values.notna().any() else math.nan
+
+
+def _model_selection(selection: pd.DataFrame | None, model: str, task: str, sweep_of: str) -> pd.DataFrame:
+    """The selection rows of one model, task and sweep, indexed by candidate."""
+    if selection is None:
+        return pd.DataFrame(columns=["lambda", "dev_score", "chosen", "dev_languages"])
+    own = selection[(selection["model"] == model) & (selection["task"] == task) & (selection["sweep_of"] == sweep_of)]
+    return own.set_index("candidate")
+
+
+def sweep_table(
+    cells: pd.DataFrame,
+    conditions: pd.DataFrame,
+    selection: pd.DataFrame | None,
+    model: str,
+    task: str,
+    sweep_of: str,
+) -> pd.DataFrame:
+    """One row per member of a λ sweep (ascending λ) for one model and task, primary metric.
+
+    Columns: ``lambda`` and ``reuses`` (from the conditions table), the task's languages, ``Avg``
+    (mean over the languages with a value), ``Dev`` (dev score from ``selection``, NaN when
+    missing), ``Gap`` (Avg − Fine-Tuned's Avg as printed, one decimal each; NaN without
+    Fine-Tuned) and ``chosen`` (the candidate picked on dev).
+    """
+    members = sweep_members(conditions, sweep_of)
+    languages = task_languages(cells, task)
+    own = cells[(cells["model"] == model) & (cells["task"] == task) & (cells["metric"] == primary_metric(cells, task))]
+    own = own[own["condition"].isin(members.index)]
+    grid = pd.DataFrame(math.nan, index=members.index, columns=languages)
+    if not own.empty:
+        grid = own.set_index(["condition", "language"])["value"].unstack().reindex_like(grid)
+    grid = grid.astype(float)
+    grid["Avg"] = grid.mean(axis=1, skipna=True)
+    reference = round1(task_average(cells, model, task, REFERENCE_CONDITION))
+    picked = _model_selection(selection, model, task, sweep_of)
+    table = members.join(grid)
+    table["Dev"] = picked["dev_score"].reindex(members.index).astype(float)
+    table["Gap"] = table["Avg"].map(round1) - reference
+    table["chosen"] = picked["chosen"].reindex(members.index, fill_value=False).astype(bool)
+    table.index.name = "condition"
+    return table
+
+
+def chosen_selection(selection: pd.DataFrame | None, model: str, task: str, sweep_of: str) -> dict | None:
+    """The dev-split choice of one model, task and sweep, or None when nothing is chosen.
+
+    Returns ``{"candidate", "lambda", "dev_score", "dev_languages"}`` with the languages as a list.
+    """
+    picked = _model_selection(selection, model, task, sweep_of)
+    picked = picked[picked["chosen"].astype(bool)]
+    if picked.empty:
+        return None
+    row = picked.iloc[0]
+    return {
+        "candidate": picked.index[0],
+        "lambda": float(row["lambda"]),
+        "dev_score": float(row["dev_score"]),
+        "dev_languages": str(row["dev_languages"]).split(),
+    }
+
+
+def sweep_tables(
+    cells: pd.DataFrame,
+    conditions: pd.DataFrame | None,
+    selection: pd.DataFrame | None,
+    model: str,
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Every :func:`sweep_table` of one model: ``{sweep_of: {task: table}}`` in report order.
+
+    A task whose sweep has neither a result nor a dev choice is left out, and a sweep without
+    any task; no conditions table (or no sweep in it) gives ``{}``.
+    """
+    found: dict[str, dict[str, pd.DataFrame]] = {}
+    for sweep_of in swept_conditions(conditions):
+        per_task = {}
+        for task in task_order(cells):
+            table = sweep_table(cells, conditions, selection, model, task, sweep_of)
+            if table["Avg"].notna().any() or table["chosen"].any():
+                per_task[task] = table
+        if per_task:
+            found[sweep_of] = per_task
+    return found
+
+
+def best_lambda_table(per_task: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The row chosen on dev of each task's :func:`sweep_table`: index task, columns ``condition``,
+    ``lambda``, ``Dev``, ``Avg`` (test) and ``Gap`` (vs Fine-Tuned). Tasks without a choice are left out.
+    """
+    rows = {
+        task: table[table["chosen"]].reset_index().iloc[0] for task, table in per_task.items() if table["chosen"].any()
+    }
+    columns = ["condition", "lambda", "Dev", "Avg", "Gap"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns) if rows else pd.DataFrame(columns=columns)
+
+
+def dynamic_gap_table(overview: pd.DataFrame, conditions: pd.DataFrame | None) -> pd.DataFrame:
+    """Per-task Fine-Tuned average and the gaps of Distilled, best-λ and dynamic-λ conditions to it.
+
+    ``overview`` is :func:`task_condition_table`. Columns: ``finetuned`` (its task average),
+    then the gaps (pp) of ``distilled``, of each ``best`` condition and of each ``dynamic`` one
+    present, in overview order. Like :func:`gaps_to_finetuned`, a gap is the difference of the
+    printed one-decimal averages. No columns when Fine-Tuned or every dynamic condition is absent.
+    """
+    dynamic = conditions_with_role(overview.columns, conditions, "dynamic")
+    if REFERENCE_CONDITION not in overview.columns or not dynamic:
+        return pd.DataFrame(index=overview.index)
+    best = conditions_with_role(overview.columns, conditions, "best")
+    compared = ([DISTILLED] if DISTILLED in overview.columns else []) + best + dynamic
+    reference = overview[REFERENCE_CONDITION].map(round1)
+    gaps = pd.DataFrame({c: overview[c].map(round1) - reference for c in compared})
+    gaps.insert(0, REFERENCE_CONDITION, overview[REFERENCE_CONDITION])
+    return gaps
+
+
+def dynamic_gap_average(overview: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """The ``Avg`` row of a :func:`dynamic_gap_table` with ``columns``.
+
+    Each condition's mean of its task averages over the tasks Fine-Tuned has (NaN when it lacks
+    one of them), computed before rounding; its gap is then the difference of the rounded means.
+    """
+    scored = overview[overview[REFERENCE_CONDITION].notna()]
+    means = scored[list(dict.fromkeys([REFERENCE_CONDITION, *columns]))].mean(skipna=False)
+    reference = round1(means[REFERENCE_CONDITION])
+    return pd.Series(
+        {c: means[c] if c == REFERENCE_CONDITION else round1(means[c]) - reference for c in columns},
+        dtype=float,
+    )
+
+
+def best_of(gaps: pd.Series, candidates: Sequence[str]) -> list[str]:
+    """The ``candidates`` with the highest printed gap in ``gaps`` (all of them on a tie; [] if none has one)."""
+    printed = {c: round1(gaps[c]) for c in candidates if _is_number(gaps[c])}
+    if not printed:
+        return []
+    top = max(printed.values())
+    return [c for c, value in printed.items() if value == top]
+
+
+def scope_order(scopes: Iterable[str], tasks: Sequence[str] = ()) -> list[str]:
+    """Training scopes present: tasks in ``tasks`` then vocabulary order, others (``multitask``) after."""
+    return _canonical_then_rest(scopes, [*tasks, *TASKS])
+
+
+def lambda_eff_traces(
+    training: pd.DataFrame | None,
+    model: str,
+    strategies: Sequence[str],
+    tasks: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Per-step effective λ of one model's ``strategies``: columns scope, condition, step, lambda_eff.
+
+    Several rows of one (scope, condition, step) are averaged. Rows are sorted by scope (see
+    :func:`scope_order`), then by the order of ``strategies``, then by step.
+    """
+    columns = ["scope", "condition", "step", "lambda_eff"]
+    if training is None:
+        return pd.DataFrame(columns=columns)
+    own = training[(training["model"] == model) & training["condition"].isin(strategies)]
+    own = own.dropna(subset=["step", "lambda_eff"])
+    if own.empty:
+        return pd.DataFrame(columns=columns)
+    traces = own.groupby(["scope", "condition", "step"], as_index=False)["lambda_eff"].mean()
+    scopes = scope_order(traces["scope"], tasks)
+    traces["scope_rank"] = traces["scope"].map(scopes.index)
+    traces["condition_rank"] = traces["condition"].map(list(strategies).index)
+    traces = traces.sort_values(["scope_rank", "condition_rank", "step"], kind="stable")
+    return traces[columns].reset_index(drop=True)

@@ -1,0 +1,89 @@
+# The best λ of a sweep: every member is also evaluated on the dev split (English by default,
+# `selection.languages`), the λ with the highest dev score is chosen per (model, task), and
+# <name>-best reports that member's test cells. Test scores never enter the choice.
+
+
+use rule build_prompts as build_select_prompts with:
+    input:
+        model=model_input,
+        data=select_data,
+        pool=demonstration_pools,
+    output:
+        prompts=directory(SELECT_PROMPTS_DIR),
+    log:
+        f"{LOGS}/build_select_prompts/{{model}}.{{task}}.{{shots}}shot.log",
+    params:
+        model_path=lambda wc: model_path(wc.model),
+        languages=select_languages,
+        seed=config["few_shot"].get("seed", 1234),
+        resample=config["few_shot"].get("resample_per_example", False),
+        demonstrations=config["few_shot"].get("demonstrations", "train"),
+        trust_remote_code=lambda wc: config["models"][wc.model].get(
+            "trust_remote_code", False
+        ),
+
+
+use rule infer as infer_select with:
+    input:
+        model=model_input,
+        adapter=condition_adapter,
+        prompts=lambda wc: SELECT_PROMPTS_DIR.format(
+            model=wc.model, task=wc.task, shots=condition_shots(wc)
+        ),
+        data=select_data,
+    output:
+        predictions=directory(SELECT_PREDICTIONS_DIR),
+    log:
+        f"{LOGS}/infer_select/{{model}}.{{task}}.{{condition}}.log",
+    params:
+        model_path=lambda wc: model_path(wc.model),
+        languages=select_languages,
+        settings=inference_settings,
+
+
+use rule score_cell as score_select with:
+    input:
+        predictions=select_predictions,
+        data=DATA.replace("{split}", "select"),
+    output:
+        metrics=SELECT_METRICS,
+    log:
+        f"{LOGS}/score_select/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+
+
+rule select_lambda:
+    """The sweep member with the best mean dev score of one (model, task)."""
+    input:
+        dev=lambda wc: sweep_metrics(SELECT_METRICS, wc, select_languages(wc)),
+    output:
+        selection=SELECTION,
+    log:
+        f"{LOGS}/select_lambda/{{model}}.{{task}}.{{condition}}.log",
+    wildcard_constraints:
+        condition=one_of(BEST),
+    conda:
+        "../../envs/data.yaml"
+    params:
+        candidates=lambda wc: {
+            c: config["conditions"][c]["lambda"]
+            for c in sweep_members(config, wc.condition)
+        },
+    script:
+        "../scripts/select_lambda.py"
+
+
+rule best_cell:
+    """The test cell of the λ chosen on dev, reported as <name>-best."""
+    input:
+        selection=SELECTION,
+        test=lambda wc: sweep_metrics(METRICS, wc, [wc.lang]),
+    output:
+        metrics=METRICS,
+    log:
+        f"{LOGS}/best_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+    wildcard_constraints:
+        condition=one_of(BEST),
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/best_cell.py"

@@ -1,0 +1,10 @@
+from icldistill.aggregate import select_best
+from icldistill.logs import to_file
+
+to_file(snakemake.log[0])
+select_best(
+    list(snakemake.input.dev),
+    snakemake.params.candidates,
+    snakemake.wildcards.condition,
+    snakemake.output.selection,
+)
