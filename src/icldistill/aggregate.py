@@ -69,12 +69,15 @@ def render_partial(
     out_dir: str | Path,
     expected: list[tuple[str, str, str, str, str]] | None = None,
     template: str | Path | None = None,
+    conditions: list[dict[str, Any]] | None = None,
 ):
     """After a failed run (e.g. ``--keep-going``): the cells that finished, in ``out_dir``
     (``cells.csv`` and ``RESULTS.md``). ``expected`` lists the grid's cells as (model display
     name, model id, task, condition, language); those without a result get an empty value, which
-    the report shows as —. Written outside the workflow's own outputs, so nothing partial is ever
-    taken as complete. Returns the report path, or None when no cell finished."""
+    the report shows as —. ``conditions`` (:func:`~icldistill.config.condition_rows`) gives the
+    report its labels and roles (sweep members in the λ sweep section). Written outside the
+    workflow's own outputs, so nothing partial is ever taken as complete. Returns the report
+    path, or None when no cell finished."""
     import pandas as pd
 
     from .render.report import render_report
@@ -96,7 +99,8 @@ def render_partial(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cells.to_csv(out_dir / "cells.csv", index=False)
-    return render_report(cells, out_dir, template=template)
+    frame = pd.DataFrame(conditions) if conditions else None
+    return render_report(cells, out_dir, template=template, conditions=frame)
 
 
 def select_best(

@@ -65,3 +65,22 @@ def language_label(lang: str) -> str:
 def condition_label(condition: str) -> str:
     """Display label of a condition id; unknown (user-defined) conditions show their id."""
     return CONDITION_LABELS.get(condition, condition)
+
+
+#: Columns of a training run's per-step log (``train_log.csv``; ``results/tables/training.csv``
+#: adds model, model_id, scope and condition in front).
+TRAIN_LOG_COLUMNS: tuple[str, ...] = (
+    "step",
+    "task",
+    "ce",
+    "kd",
+    "lambda",
+    "lambda_eff",
+    "loss",
+    "lr",
+    "grad_norm",
+    "tokens",
+    "tokens_per_s",
+    "cos",
+    "meta_grad",
+)

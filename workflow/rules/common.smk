@@ -392,7 +392,13 @@ def partial_report():
             (display_name(config, c.model), c.model, c.task, c.condition, c.language)
             for c in cells(config)
         ]
-        path = render_partial(metrics, PARTIAL_DIR, expected, template=REPORT_TEMPLATE)
+        path = render_partial(
+            metrics,
+            PARTIAL_DIR,
+            expected,
+            template=REPORT_TEMPLATE,
+            conditions=condition_rows(config),
+        )
     except Exception as err:  # never mask the run's own error
         print(f"partial report not written: {err}", file=sys.stderr)
         return

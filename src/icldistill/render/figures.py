@@ -297,6 +297,12 @@ def lambda_text(value: float) -> str:
     return f"{value:g}"
 
 
+def reference_line(axes, value: float, style: str, color: str, label: str) -> None:
+    """A horizontal reference line (a condition's score or λ); nothing for NaN."""
+    if not math.isnan(value):
+        axes.axhline(value, linestyle=style, linewidth=1.5, color=color, label=label)
+
+
 def lambda_sweep(
     sweeps: Mapping[str, Mapping[str, pd.DataFrame]],
     references: Mapping[str, float],
@@ -331,14 +337,13 @@ def lambda_sweep(
                 label="dev score (selects λ)",
             )
             reference = references.get(task, math.nan)
-            if not math.isnan(reference):
-                axes.axhline(
-                    reference,
-                    linestyle=":",
-                    linewidth=1.5,
-                    color=colors.get(tables.REFERENCE_CONDITION, CONDITION_COLORS["finetuned"]),
-                    label=f"{names[tables.REFERENCE_CONDITION]}: test Avg",
-                )
+            reference_line(
+                axes,
+                reference,
+                ":",
+                colors.get(tables.REFERENCE_CONDITION, CONDITION_COLORS["finetuned"]),
+                f"{names[tables.REFERENCE_CONDITION]}: test Avg",
+            )
             chosen = [position for position, picked in zip(positions, table["chosen"], strict=True) if picked]
             if chosen:
                 axes.plot(
@@ -366,6 +371,10 @@ def lambda_sweep(
     figure.suptitle(f"{focus_model} — λ sweep: test Avg and dev score per λ", fontsize=12, fontweight="bold")
     figure.tight_layout(rect=(0, 0.07, 1, 0.96))
     return _save(figure, path)
+
+
+#: above this λ_eff a panel switches to a symlog axis, so small traces stay visible
+SYMLOG_ABOVE = 10.0
 
 
 def lambda_eff_lines(
@@ -397,19 +406,22 @@ def lambda_eff_lines(
                 axes.plot(
                     line["step"], line["lambda_eff"], color=colors[strategy], linewidth=1.4, label=names[strategy]
                 )
-        if not math.isnan(reference):
-            axes.axhline(
-                reference,
-                linestyle="--",
-                linewidth=1.4,
-                color=colors.get(tables.DISTILLED, CONDITION_COLORS["distilled"]),
-                label=f"{names[tables.DISTILLED]} (fixed λ = {lambda_text(reference)})",
-            )
+        reference_line(
+            axes,
+            reference,
+            "--",
+            colors.get(tables.DISTILLED, CONDITION_COLORS["distilled"]),
+            f"{names[tables.DISTILLED]} (fixed λ = {lambda_text(reference)})",
+        )
         title = "Multitask (all tasks)" if scope == tables.MULTITASK_SCOPE else task_title(scope)
         axes.set_title(title, fontsize=10, fontweight="bold")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("step")
         axes.set_ylabel("λ_eff (step mean)")
+        if own["lambda_eff"].max() > SYMLOG_ABOVE:
+            # loss_ratio can reach λ in the thousands next to strategies near 0.5
+            axes.set_yscale("symlog", linthresh=1.0)
+            axes.set_ylabel("λ_eff (step mean, symlog)")
         sns.despine(ax=axes)
     for axes in flat[len(scopes) :]:
         axes.set_visible(False)

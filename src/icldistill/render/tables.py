@@ -15,7 +15,7 @@ from os import PathLike
 
 import pandas as pd
 
-from icldistill.vocab import CONDITION_LABELS, LANGUAGES, PRIMARY_METRIC, TASKS
+from icldistill.vocab import CONDITION_LABELS, LANGUAGES, PRIMARY_METRIC, TASKS, TRAIN_LOG_COLUMNS
 
 #: Columns every ``cells.csv`` carries; columns after them are ignored.
 CELL_COLUMNS: tuple[str, ...] = (
@@ -379,20 +379,7 @@ SELECTION_TEXT: tuple[str, ...] = ("model_id", "best_condition", "dev_languages"
 #: Columns of the training log; only those the report reads are required.
 TRAINING_REQUIRED: tuple[str, ...] = ("model", "scope", "condition", "step", "lambda_eff")
 TRAINING_TEXT: tuple[str, ...] = ("model_id", "task")
-TRAINING_NUMBERS: tuple[str, ...] = (
-    "step",
-    "ce",
-    "kd",
-    "lambda",
-    "lambda_eff",
-    "loss",
-    "lr",
-    "grad_norm",
-    "tokens",
-    "tokens_per_s",
-    "cos",
-    "meta_grad",
-)
+TRAINING_NUMBERS: tuple[str, ...] = tuple(c for c in TRAIN_LOG_COLUMNS if c != "task")
 
 #: The ``scope`` of a run trained on all tasks at once.
 MULTITASK_SCOPE = "multitask"

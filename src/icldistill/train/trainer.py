@@ -25,27 +25,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import DEFAULT_TARGETS
+from ..vocab import TRAIN_LOG_COLUMNS
 from .examples import TrainExample
 from .losses import answer_ce, kd_tokens
 from .strategies import make_strategy
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = [
-    "step",
-    "task",
-    "ce",
-    "kd",
-    "lambda",
-    "lambda_eff",
-    "loss",
-    "lr",
-    "grad_norm",
-    "tokens",
-    "tokens_per_s",
-    "cos",
-    "meta_grad",
-]
+LOG_COLUMNS = list(TRAIN_LOG_COLUMNS)
 
 
 @dataclass
