@@ -95,8 +95,12 @@ def test_each_strategy_logs_its_lambda_trace(lambda_run):
     assert training[training.condition == "grad_conflict"].cos.notna().all()
     assert training[training.condition == "meta"].meta_grad.notna().all()
     assert (training[training.condition == "loss_ratio"].lambda_eff <= 10.0).all()
-    prior = training[training.condition == "task_prior"]
-    assert set(prior.scope) == {"nli"} and (prior.lambda_eff == 1.0).all()
+    # task_prior trains its own NLI run (λ 1); its NER run is Distilled's (λ 0.5), logged under both
+    prior = training[training.condition == "task_prior"].set_index("scope")
+    assert (prior.loc["nli", "run"] == "task_prior").all() and (prior.loc["nli", "lambda_eff"] == 1.0).all()
+    assert (prior.loc["ner", "run"] == "distilled").all() and (prior.loc["ner", "lambda_eff"] == 0.5).all()
+    reused = training[(training.condition == "distilled@lam=0") & (training.scope == "ner")]
+    assert (reused.run == "finetuned").all() and len(reused) == 3
 
 
 def test_report_has_sweep_and_dynamic_sections_and_figures(lambda_run):

@@ -207,8 +207,10 @@ def write_tables(
     train_logs: list[str | Path],
     out: Any,
 ) -> None:
-    """``conditions.csv``, ``selection.csv`` and ``training.csv`` (every run's per-step log,
-    keyed by ``runs``: model, model_id, scope, condition) at ``out.conditions`` etc."""
+    """``conditions.csv``, ``selection.csv`` and ``training.csv`` (the per-step log of every
+    trained condition, keyed by ``runs``: model, model_id, scope, condition and ``run``, the
+    condition whose training run it uses — a reused run's log appears under each condition
+    using it) at ``out.conditions`` etc."""
     import pandas as pd
 
     sweep_of = {c["condition"]: c["sweep_of"] for c in conditions if c["role"] == "best"}

@@ -1,13 +1,13 @@
 rule collect_cells:
     """Every cell's metrics in one tidy table, with the tables the report reads beside it:
-    the conditions, the λ chosen on dev per sweep, and every training run's per-step log.
+    the conditions, the λ chosen on dev per sweep, and every trained condition's per-step log.
     """
     input:
         metrics=all_metrics(),
         selections=all_selections(),
         train_logs=[
-            TRAIN_LOG.format(model=m, scope=s, condition=c)
-            for m, s, c in all_train_runs()
+            TRAIN_LOG.format(model=m, scope=s, condition=run)
+            for m, s, c, run in all_trained()
         ],
     output:
         cells=report(
@@ -34,8 +34,9 @@ rule collect_cells:
                 "model_id": m,
                 "scope": s,
                 "condition": c,
+                "run": run,
             }
-            for m, s, c in all_train_runs()
+            for m, s, c, run in all_trained()
         ],
     script:
         "../scripts/collect_cells.py"

@@ -271,16 +271,17 @@ def run_of(wildcards):
     )
 
 
-def all_train_runs():
-    """(model, scope, condition) of every training run the grid needs (reused ones once)."""
+def all_trained():
+    """(model, scope, condition, run) of every trained condition: ``run`` is the condition whose
+    training run it uses (itself, or an identical earlier one), so each run is trained once.
+    """
     scopes = ["multitask"] if TRAINING_MODE == "multitask" else TASKS
-    runs = {
-        (m, scope, trained_run(config, c, scope_tasks(scope)))
+    return [
+        (m, scope, c, trained_run(config, c, scope_tasks(scope)))
         for m in MODELS
         for scope in scopes
         for c in TRAINED
-    }
-    return sorted(runs)
+    ]
 
 
 def condition_adapter(wildcards):
