@@ -87,6 +87,9 @@ def test_grid_writes_cells_results_and_figures(finished_run):
     assert set(cells[cells.task == "qa"].metric) == {"f1", "exact_match"}
     assert (cells.n == 3).all()
     assert cells.value.between(0, 100).all()
+    # every cell carries its 95 % bootstrap interval
+    assert cells.ci_low.between(0, 100).all() and cells.ci_high.between(0, 100).all()
+    assert (cells.ci_low <= cells.ci_high).all()
 
     results = (finished_run / "results" / "RESULTS.md").read_text(encoding="utf-8")
     assert "## Summary: Average Score per Condition" in results

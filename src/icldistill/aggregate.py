@@ -6,11 +6,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .data import read_jsonl, write_json
+from .data import read_jsonl, stable_seed, write_json
 from .metrics import score
+from .stats import DEFAULT_RESAMPLES, bootstrap_interval, ratio_terms
 from .tasks import get_task
 
-CELL_COLUMNS = ["model", "task", "condition", "language", "metric", "value", "n", "parse_failures", "model_id"]
+CELL_COLUMNS = [
+    "model",
+    "task",
+    "condition",
+    "language",
+    "metric",
+    "value",
+    "n",
+    "parse_failures",
+    "model_id",
+    "ci_low",
+    "ci_high",
+]
 
 
 def score_cell(
@@ -31,14 +44,21 @@ def score_cell(
     return record
 
 
-def collect_cells(metric_files: list[str | Path]):
-    """One row per (model, task, condition, language, metric), as a pandas DataFrame."""
+def collect_cells(metric_files: list[str | Path], resamples: int = DEFAULT_RESAMPLES, seed: int = 0):
+    """One row per (model, task, condition, language, metric), as a pandas DataFrame, with the
+    95 % bootstrap interval of each value (``ci_low``, ``ci_high``; :mod:`icldistill.stats`,
+    ``resamples`` resamples seeded from ``seed`` per (model, task, language, metric))."""
     import pandas as pd
 
     rows = []
     for path in metric_files:
         rec = json.loads(Path(path).read_text(encoding="utf-8"))
         for metric, value in rec["metrics"].items():
+            terms = ratio_terms(rec["task"], metric, rec["per_example"])
+            # the same resamples for every condition of a (task, language): conditions scored on
+            # the same examples get comparable intervals, identical results identical ones
+            cell_seed = stable_seed(seed, rec["model_id"], rec["task"], rec["language"], metric)
+            low, high = bootstrap_interval(*terms, resamples=resamples, seed=cell_seed)
             rows.append(
                 {
                     "model": rec["model"],
@@ -50,13 +70,17 @@ def collect_cells(metric_files: list[str | Path]):
                     "n": rec["n"],
                     "parse_failures": rec["parse_failures"],
                     "model_id": rec["model_id"],
+                    "ci_low": round(low, 4),
+                    "ci_high": round(high, 4),
                 }
             )
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
-def write_cells(metric_files: list[str | Path], out_file: str | Path):
-    cells = collect_cells(metric_files)
+def write_cells(
+    metric_files: list[str | Path], out_file: str | Path, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+):
+    cells = collect_cells(metric_files, resamples, seed)
     Path(out_file).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(out_file) + ".tmp")
     cells.to_csv(tmp, index=False)
@@ -90,7 +114,7 @@ def render_partial(
     have = set(zip(cells["model_id"], cells["task"], cells["condition"], cells["language"], strict=True))
     missing = [
         {"model": name, "task": task, "condition": cond, "language": lang, "metric": PRIMARY_METRIC.get(task, "score")}
-        | {"value": None, "n": 0, "parse_failures": 0, "model_id": model_id}
+        | {"value": None, "n": 0, "parse_failures": 0, "model_id": model_id, "ci_low": None, "ci_high": None}
         for name, model_id, task, cond, lang in expected or ()
         if (model_id, task, cond, lang) not in have
     ]

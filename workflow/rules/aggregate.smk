@@ -27,6 +27,7 @@ rule collect_cells:
     conda:
         "../../envs/report.yaml"
     params:
+        stats=config.get("stats") or {},
         conditions=condition_rows(config),
         runs=[
             {

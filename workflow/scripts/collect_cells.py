@@ -2,7 +2,13 @@ from icldistill.aggregate import write_cells, write_tables
 from icldistill.logs import to_file
 
 to_file(snakemake.log[0])
-write_cells(list(snakemake.input.metrics), snakemake.output.cells)
+stats = snakemake.params.stats
+write_cells(
+    list(snakemake.input.metrics),
+    snakemake.output.cells,
+    resamples=stats.get("resamples", 1000),
+    seed=stats.get("seed", 0),
+)
 write_tables(
     snakemake.params.conditions,
     list(snakemake.input.selections),
