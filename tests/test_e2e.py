@@ -96,6 +96,14 @@ def test_grid_writes_cells_results_and_figures(finished_run):
     assert "Tiny-Llama" in results and "#### QA Exact Match (%)" in results
     for section in ("## Few-Shot", "## Fine-Tuned", "## Distilled", "## Control", "Dist−FT", "Ctrl−FT"):
         assert section in results
+    # paired bootstrap tests of every compared difference, per language and task average
+    paired = pd.read_csv(finished_run / "results" / "tables" / "paired.csv")
+    averages = paired[paired.language == "avg"]
+    assert set(zip(averages.condition, averages.reference, strict=True)) == {
+        ("distilled", "finetuned"), ("control", "finetuned"), ("distilled_lam01", "finetuned"), ("distilled", "control")
+    }  # fmt: skip
+    assert len(averages) == 4 * 5 and (averages.ci_low <= averages.ci_high).all()
+    assert "bold only when it excludes 0" in results
     for figure in ("task_bar.png", "heatmap_distilled.png", "gap.png"):
         path = finished_run / "results" / "figures" / figure
         assert path.stat().st_size > 1000

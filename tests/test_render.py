@@ -443,6 +443,7 @@ def render_sweep(out: Path, **overrides) -> Path:
         conditions=inputs["conditions"],
         selection=inputs["selection"],
         training=inputs["training"],
+        paired=inputs.get("paired"),
     )
 
 
@@ -766,3 +767,39 @@ def test_cli_takes_the_optional_tables(tmp_path, capsys):
     for name in NEW_FIGURES:
         assert (out / "figures" / name).is_file()
     assert cli_main(argv + ["--conditions", str(tmp_path / "missing.csv")]) == 2
+
+
+def _paired(rows):
+    """A paired.csv-like table of task-average tests of the sweep fixture's model."""
+    columns = ["model", "task", "condition", "reference", "language", "difference", "ci_low", "ci_high", "p_value"]
+    frame = pd.DataFrame([("Tiny-1B", *row) for row in rows], columns=columns)
+    frame["significant"] = (frame.ci_low > 0) | (frame.ci_high < 0)
+    return frame
+
+
+def test_paired_tests_bold_by_evidence_and_print_intervals(tmp_path):
+    paired = _paired(
+        [
+            # NLI Distilled +3.0 with an interval over 0: printed, not bold; Control's excludes 0
+            ("nli", "distilled", "finetuned", "avg", 3.0, -1.2, 7.4, 0.2),
+            ("nli", "control", "finetuned", "avg", -4.0, -8.0, -0.5, 0.01),
+            # NER Distilled −6.0, significant; a small but significant entropy gap is bold too
+            ("ner", "distilled", "finetuned", "avg", -6.0, -9.0, -3.0, 0.0),
+            ("ner", "entropy", "finetuned", "avg", -0.4, -0.7, -0.1, 0.03),
+            ("ner", "distilled", "finetuned", "en", -6.0, -9.5, -2.5, 0.0),  # per language: not read
+        ]
+    )
+    text = render_sweep(tmp_path, paired=paired).read_text(encoding="utf-8")
+    rendered = seed_tables.parse_tables(text)
+    gaps = next(t for key, t in rendered.items() if key[0] == "Analysis" and "Distilled−FT" in t["header"])
+    nli = next(r for r in gaps["rows"] if r[0] == "NLI (Acc %)")
+    assert nli[1] == "+3.0 [-1.2, +7.4]" and nli[2].startswith("**") and "[-8.0, -0.5]" in nli[2]
+    ner = next(r for r in gaps["rows"] if r[0] == "NER (F1 %)")
+    assert ner[1] == "**-6.0 [-9.0, -3.0]**"
+    assert "bold only when it excludes 0" in text and "bold when |Δ|" not in text
+    dynamic = rendered[("Analysis", "Dynamic λ")]
+    column = dynamic["header"].index("Entropy-λ−FT")
+    ner_dynamic = next(r for r in dynamic["rows"] if r[0] == "NER (F1 %)")
+    assert ner_dynamic[column].startswith("**")
+    # a comparison without a test is shown plain, and the Avg row over tasks is never bold
+    assert not any(cell.startswith("**") for cell in dynamic["rows"][-1][2:-1])

@@ -83,3 +83,31 @@ def test_cells_table_carries_seeded_intervals(tmp_path):
     assert (row.ci_low, row.ci_high) == pytest.approx(expected, abs=1e-4)
     assert row.ci_low < row.value < row.ci_high
     assert list(cells.columns[-2:]) == ["ci_low", "ci_high"]
+
+
+def test_paired_tests_per_language_and_task_average(tmp_path):
+    from icldistill.aggregate import paired_tests, score_cell
+    from icldistill.data import write_jsonl
+    from icldistill.tasks import get_task
+
+    spec = get_task("pa")
+    files = []
+    for lang in ("en", "de"):
+        rows = read_local(MINI, "pa", "test", lang)
+        write_jsonl(tmp_path / f"{lang}.jsonl", rows)
+        # "good" answers every row right, "half" every other one: good − half = +50 pp
+        for condition, wrong in (("good", lambda i: False), ("half", lambda i: i % 2 == 1)):
+            outputs = ["maybe" if wrong(i) else spec.answer(r) for i, r in enumerate(rows)]
+            pred = tmp_path / f"{condition}.{lang}.pred.jsonl"
+            write_jsonl(pred, [{"id": r["id"], "output": o} for r, o in zip(rows, outputs, strict=True)])
+            out = tmp_path / f"{condition}.{lang}.json"
+            meta = {"model": "M", "model_id": "m", "task": "pa", "condition": condition, "language": lang}
+            score_cell(pred, tmp_path / f"{lang}.jsonl", out, meta)
+            files.append(out)
+    table = paired_tests(files, [("good", "half")], resamples=300)
+    assert list(table.language) == ["de", "en", "avg"]
+    n = len(read_local(MINI, "pa", "test", "en"))
+    expected = 100 * (n // 2) / n
+    assert table.difference.tolist() == pytest.approx([expected, expected, expected], abs=1e-3)
+    assert table.significant.all() and (table.ci_low > 0).all() and (table.p_value == 0).all()
+    assert paired_tests(files, [("good", "nothing")]).empty

@@ -254,3 +254,100 @@ def write_tables(
         tmp = Path(str(path) + ".tmp")
         frame.to_csv(tmp, index=False)
         tmp.replace(path)
+
+
+PAIRED_COLUMNS = [
+    "model",
+    "model_id",
+    "task",
+    "condition",
+    "reference",
+    "language",
+    "metric",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "significant",
+]
+
+
+def paired_tests(
+    metric_files: list[str | Path],
+    pairs: list[tuple[str, str]],
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+):
+    """Paired bootstrap tests of ``condition − reference`` on each task's primary metric, per
+    language and for the task average (``language`` ``avg``: the mean over the languages both
+    have), for every model; the two cells must be scored on the same examples."""
+    import pandas as pd
+
+    from .stats import paired_difference
+    from .vocab import PRIMARY_METRIC
+
+    records = {}
+    for path in metric_files:
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+        records[rec["model_id"], rec["task"], rec["condition"], rec["language"]] = rec
+    rows = []
+    keys = sorted({(m, t) for m, t, _, _ in records})
+    for model_id, task in keys:
+        metric = PRIMARY_METRIC[task]
+        for condition, reference in pairs:
+            groups, model_name = [], None
+            for lang in sorted({k[3] for k in records if k[:2] == (model_id, task)}):
+                a, b = records.get((model_id, task, condition, lang)), records.get((model_id, task, reference, lang))
+                if a is None or b is None:
+                    continue
+                if [e["id"] for e in a["per_example"]] != [e["id"] for e in b["per_example"]]:
+                    raise ValueError(
+                        f"{model_id}/{task}/{lang}: {condition} and {reference} are not scored on the same examples"
+                    )
+                model_name = a["model"]
+                groups.append(
+                    (lang, ratio_terms(task, metric, a["per_example"]), ratio_terms(task, metric, b["per_example"]))
+                )
+            if not groups:
+                continue
+            base = {
+                "model": model_name,
+                "model_id": model_id,
+                "task": task,
+                "condition": condition,
+                "reference": reference,
+                "metric": metric,
+            }
+            test_seed = stable_seed(seed, model_id, task, condition, reference)
+            for lang, terms_a, terms_b in groups:
+                result = paired_difference([terms_a], [terms_b], resamples, stable_seed(test_seed, lang))
+                rows.append(base | {"language": lang} | _paired_row(result))
+            result = paired_difference([g[1] for g in groups], [g[2] for g in groups], resamples, test_seed)
+            rows.append(base | {"language": "avg"} | _paired_row(result))
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def _paired_row(result) -> dict[str, Any]:
+    return {
+        "difference": round(result.difference, 4),
+        "ci_low": round(result.low, 4),
+        "ci_high": round(result.high, 4),
+        "p_value": round(result.p_value, 4),
+        "significant": result.significant,
+    }
+
+
+def write_paired(
+    metric_files: list[str | Path],
+    pairs: list[tuple[str, str]],
+    out_file: str | Path,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+):
+    """:func:`paired_tests` written atomically to ``out_file`` (``paired.csv``)."""
+    paired = paired_tests(metric_files, pairs, resamples, seed)
+    Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(out_file) + ".tmp")
+    paired.to_csv(tmp, index=False)
+    tmp.replace(out_file)
+    return paired

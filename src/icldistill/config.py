@@ -509,3 +509,24 @@ def _scopes(config: dict[str, Any]) -> list[list[str]]:
     if (config.get("training") or {}).get("mode", "per_task") == "multitask":
         return [list(config["tasks"])]
     return [[task] for task in config["tasks"]]
+
+
+def comparisons(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(condition, reference) pairs the report compares with a paired test: every trained,
+    best or dynamic condition against Fine-Tuned (sweep members are compared in their own
+    section), and Distilled against Control."""
+    conditions = config["conditions"]
+    pairs = []
+    if "finetuned" in conditions:
+        pairs += [
+            (name, "finetuned")
+            for name, cond in conditions.items()
+            if name != "finetuned" and cond.get("kind") in ("train", "best") and not _is_sweep_member(cond)
+        ]
+    if "distilled" in conditions and "control" in conditions:
+        pairs.append(("distilled", "control"))
+    return pairs
+
+
+def _is_sweep_member(cond: dict[str, Any]) -> bool:
+    return bool(cond.get("sweep_of")) and cond.get("kind") == "train"

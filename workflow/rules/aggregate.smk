@@ -22,12 +22,18 @@ rule collect_cells:
             caption="../../report/captions/training.rst",
             category="Tables",
         ),
+        paired=report(
+            PAIRED_TABLE,
+            caption="../../report/captions/paired.rst",
+            category="Tables",
+        ),
     log:
         f"{LOGS}/collect_cells.log",
     conda:
         "../../envs/report.yaml"
     params:
         stats=config.get("stats") or {},
+        pairs=comparisons(config),
         conditions=condition_rows(config),
         runs=[
             {

@@ -14,6 +14,7 @@ from icldistill.config import (
     best_conditions,
     cells,
     check_config,
+    comparisons,
     condition_rows,
     display_name,
     expand_conditions,
@@ -96,6 +97,7 @@ CELLS = "results/tables/cells.csv"
 CONDITIONS_TABLE = "results/tables/conditions.csv"
 SELECTION_TABLE = "results/tables/selection.csv"
 TRAINING_TABLE = "results/tables/training.csv"
+PAIRED_TABLE = "results/tables/paired.csv"
 RESULTS_MD = "results/RESULTS.md"
 FIGURE = "results/figures/{name}.png"
 LOGS = "results/logs"

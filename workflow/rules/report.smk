@@ -5,6 +5,7 @@ rule render_results:
         conditions=CONDITIONS_TABLE,
         selection=SELECTION_TABLE,
         training=TRAINING_TABLE,
+        paired=PAIRED_TABLE,
         template=REPORT_TEMPLATE,
     output:
         results=report(

@@ -1,4 +1,4 @@
-from icldistill.aggregate import write_cells, write_tables
+from icldistill.aggregate import write_cells, write_paired, write_tables
 from icldistill.logs import to_file
 
 to_file(snakemake.log[0])
@@ -15,4 +15,11 @@ write_tables(
     snakemake.params.runs,
     list(snakemake.input.train_logs),
     snakemake.output,
+)
+write_paired(
+    list(snakemake.input.metrics),
+    [tuple(pair) for pair in snakemake.params.pairs],
+    snakemake.output.paired,
+    resamples=stats.get("resamples", 1000),
+    seed=stats.get("seed", 0),
 )

@@ -1,5 +1,5 @@
 from icldistill.logs import to_file
-from icldistill.render import read_cells, read_conditions, read_selection, read_training, render_report
+from icldistill.render import read_cells, read_conditions, read_paired, read_selection, read_training, render_report
 
 to_file(snakemake.log[0])
 render_report(
@@ -11,4 +11,5 @@ render_report(
     conditions=read_conditions(snakemake.input.conditions),
     selection=read_selection(snakemake.input.selection),
     training=read_training(snakemake.input.training),
+    paired=read_paired(snakemake.input.paired),
 )

@@ -4,6 +4,6 @@ Use :func:`render_report` from Python or ``python -m icldistill.render`` from th
 """
 
 from icldistill.render.report import render_report
-from icldistill.render.tables import read_cells, read_conditions, read_selection, read_training
+from icldistill.render.tables import read_cells, read_conditions, read_paired, read_selection, read_training
 
-__all__ = ["read_cells", "read_conditions", "read_selection", "read_training", "render_report"]
+__all__ = ["read_cells", "read_conditions", "read_paired", "read_selection", "read_training", "render_report"]

@@ -58,10 +58,24 @@ def bold(text: str) -> str:
     return f"**{text}**"
 
 
-def fmt_gap(gap: float) -> str:
-    """Signed gap, bolded when it reaches the near-parity threshold (``|gap| ≥ PARITY_PP``)."""
+def fmt_gap(gap: float, test: Mapping | None = None, interval: bool = False) -> str:
+    """Signed gap. Without a paired ``test`` it is bolded when it reaches the near-parity
+    threshold (``|gap| ≥ PARITY_PP``, the seed's rule); with one (a ``paired.csv`` row) only
+    when the test's 95 % interval excludes 0, and ``interval`` appends that interval."""
     text = tables.signed(gap)
-    return bold(text) if not pd.isna(gap) and abs(gap) >= tables.PARITY_PP else text
+    if test is None:
+        return bold(text) if not pd.isna(gap) and abs(gap) >= tables.PARITY_PP else text
+    if interval:
+        text = f"{text} [{tables.signed(test['ci_low'])}, {tables.signed(test['ci_high'])}]"
+    return bold(text) if test["significant"] else text
+
+
+#: the legend of the gap tables' bolding, by whether paired tests are available
+BOLD_RULES = {
+    False: "bold when |Δ| ≥ {parity}",
+    True: "[95 % paired bootstrap interval of the difference]; bold only when it excludes 0 — "
+    "bold marks evidence, not size; every test is in `results/tables/paired.csv`",
+}
 
 
 def cell_text(text: str) -> str:
@@ -180,8 +194,9 @@ def ordering_context(overview: pd.DataFrame, labels: Mapping[str, str] | None = 
     }
 
 
-def gap_table_context(overview: pd.DataFrame) -> dict | None:
-    """Task | gap columns | Observation table, or None when there is no gap to Fine-Tuned."""
+def gap_table_context(overview: pd.DataFrame, tests: Mapping | None = None) -> dict | None:
+    """Task | gap columns | Observation table, or None when there is no gap to Fine-Tuned.
+    ``tests`` (:func:`tables.paired_lookup`) adds each gap's interval and bolds by evidence."""
     gaps = tables.gaps_to_finetuned(overview)
     if gaps.columns.empty:
         return None
@@ -190,7 +205,7 @@ def gap_table_context(overview: pd.DataFrame) -> dict | None:
     rows = [
         [
             task_title(task),
-            *(fmt_gap(gaps.at[task, c]) for c in gaps.columns),
+            *(fmt_gap(gaps.at[task, c], *_test(tests, task, c), interval=True) for c in gaps.columns),
             observations[task],
         ]
         for task in gaps.index
@@ -198,7 +213,17 @@ def gap_table_context(overview: pd.DataFrame) -> dict | None:
     return table(header, rows, notes=True)
 
 
-def overview_table(overview: pd.DataFrame, labels: Mapping[str, str] | None = None) -> dict:
+def _test(tests: Mapping | None, task: str, condition: str, reference: str = "finetuned") -> tuple:
+    """``(test,)`` for :func:`fmt_gap` when paired tests exist, else ``()`` (the magnitude rule);
+    a comparison without a test (a missing cell) is shown plain."""
+    if tests is None:
+        return ()
+    return (tests.get((task, condition, reference), {"significant": False, "ci_low": math.nan, "ci_high": math.nan}),)
+
+
+def overview_table(
+    overview: pd.DataFrame, labels: Mapping[str, str] | None = None, tests: Mapping | None = None
+) -> dict:
     """Per-task × condition averages of the focus model with the gap-to-Fine-Tuned columns."""
     gaps = tables.gaps_to_finetuned(overview)
     labels = tables.condition_labels(overview.columns) if labels is None else labels
@@ -211,7 +236,7 @@ def overview_table(overview: pd.DataFrame, labels: Mapping[str, str] | None = No
         [
             task_title(task),
             *(fmt(overview.at[task, c]) for c in overview.columns),
-            *(fmt_gap(gaps.at[task, c]) for c in gaps.columns),
+            *(fmt_gap(gaps.at[task, c], *_test(tests, task, c)) for c in gaps.columns),
         ]
         for task in overview.index
     ]
@@ -374,7 +399,12 @@ def sweep_context(
     return {"model": focus_model, "blocks": blocks, "best": best}
 
 
-def dynamic_context(overview: pd.DataFrame, conditions: pd.DataFrame | None, labels: Mapping[str, str]) -> dict | None:
+def dynamic_context(
+    overview: pd.DataFrame,
+    conditions: pd.DataFrame | None,
+    labels: Mapping[str, str],
+    tests: Mapping | None = None,
+) -> dict | None:
     """The Dynamic λ table: per task (and Avg) each compared condition's gap to Fine-Tuned.
 
     None without a dynamic condition or without Fine-Tuned.
@@ -391,17 +421,18 @@ def dynamic_context(overview: pd.DataFrame, conditions: pd.DataFrame | None, lab
             return f"{labels[condition]} (λ={fmt_lambda(fixed)})−FT"
         return f"{labels[condition]}−FT"
 
-    def row(name: str, values: pd.Series) -> list[str]:
+    def row(name: str, values: pd.Series, task: str | None = None) -> list[str]:
         winners = tables.best_of(values, strategies)
+        # the Avg row over tasks has no paired test of its own: plain under the evidence rule
         return [
             name,
             fmt(values[tables.REFERENCE_CONDITION]),
-            *(fmt_gap(values[c]) for c in compared),
+            *(fmt_gap(values[c], *_test(tests, task, c)) for c in compared),
             " / ".join(labels[c] for c in winners) or tables.MISSING,
         ]
 
     average = tables.dynamic_gap_average(overview, gaps.columns)
-    rows = [row(task_title(task), gaps.loc[task]) for task in gaps.index] + [row("Avg", average)]
+    rows = [row(task_title(task), gaps.loc[task], task) for task in gaps.index] + [row("Avg", average)]
     header = ["Task", labels[tables.REFERENCE_CONDITION], *(gap_header(c) for c in compared), "Best of these"]
     return {
         "table": table(header, rows, notes=True),
@@ -417,6 +448,7 @@ def build_context(
     figure_links: dict[str, str],
     conditions_table: pd.DataFrame | None = None,
     selection: pd.DataFrame | None = None,
+    paired: pd.DataFrame | None = None,
 ) -> dict:
     """Everything the template prints, as strings and lists of strings.
 
@@ -428,6 +460,7 @@ def build_context(
     models, conditions = tables.model_order(cells), tables.shown_conditions(cells, conditions_table)
     tasks, languages = tables.task_order(cells), tables.language_order(cells)
     roles = tables.condition_roles(conditions_table)
+    tests = None if paired is None else tables.paired_lookup(paired, focus_model)
     labels = tables.grid_labels(cells, conditions_table)
     summary = tables.summary_table(cells, models, conditions)
     overview = tables.task_condition_table(cells, focus_model, tasks, conditions)
@@ -447,7 +480,7 @@ def build_context(
             ["Model", *(labels[c] for c in conditions)],
             [[model, *(fmt(summary.at[model, c]) for c in conditions)] for model in models],
         ),
-        "overview": overview_table(overview, labels),
+        "overview": overview_table(overview, labels, tests),
         "sections": condition_sections(cells, conditions, labels),
         "overall": table(
             ["Condition", "Avg Score"],
@@ -459,7 +492,8 @@ def build_context(
             ],
         ),
         "ordering": ordering_context(overview, labels),
-        "gaps": gap_table_context(overview),
+        "gaps": gap_table_context(overview, tests),
+        "bold_rule": BOLD_RULES[tests is not None].format(parity=fmt(tables.PARITY_PP)),
         "gap_labels": [GAP_HEADERS[c][1] for c in tables.gaps_to_finetuned(overview).columns],
         "thresholds": {
             "parity": fmt(tables.PARITY_PP),
@@ -467,7 +501,7 @@ def build_context(
         },
         "cross_lingual": cross_lingual_context(cells, focus_model, heatmap_condition, labels, roles),
         "sweep": sweep_context(cells, conditions_table, selection, focus_model, labels),
-        "dynamic": dynamic_context(overview, conditions_table, labels),
+        "dynamic": dynamic_context(overview, conditions_table, labels, tests),
     }
 
 
@@ -518,6 +552,7 @@ def render_report(
     conditions: pd.DataFrame | None = None,
     selection: pd.DataFrame | None = None,
     training: pd.DataFrame | None = None,
+    paired: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``out_dir/RESULTS.md`` and its figures under ``out_dir/figures``; return the report path.
 
@@ -525,7 +560,8 @@ def render_report(
     model with the most results, the heatmap condition to ``distilled`` (else the last present).
     The optional ``conditions`` (labels, roles, λ, sweeps), ``selection`` (the dev choice of λ)
     and ``training`` (per-step logs) tables add the λ Sweep and Dynamic λ sections and figures;
-    without them the report is the seed layout.
+    ``paired`` (``paired.csv``) bolds gaps by the evidence of paired bootstrap tests and prints
+    their intervals. Without them the report is the seed layout.
     """
     cells = tables.tidy_cells(cells)
     if cells.empty:
@@ -533,6 +569,7 @@ def render_report(
     conditions = None if conditions is None else tables.tidy_conditions(conditions)
     selection = None if selection is None else tables.tidy_selection(selection)
     training = None if training is None else tables.tidy_training(training)
+    paired = None if paired is None else tables.tidy_paired(paired)
     focus_model, heatmap_condition = resolve_choices(cells, focus_model, heatmap_condition, conditions)
     out_dir = Path(out_dir)
     written = figures.write_figures(
@@ -541,7 +578,7 @@ def render_report(
     names = figures.figure_names(heatmap_condition)
     written_names = {path.name for path in written}
     links = {role: f"{FIGURES_DIR}/{name}" for role, name in names.items() if name in written_names}
-    context = build_context(cells, focus_model, heatmap_condition, links, conditions, selection)
+    context = build_context(cells, focus_model, heatmap_condition, links, conditions, selection, paired)
     report = out_dir / REPORT_NAME
     report.write_text(render_markdown(context, template), encoding="utf-8")
     return report

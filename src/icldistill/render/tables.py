@@ -720,3 +720,46 @@ def lambda_eff_traces(
     traces["condition_rank"] = traces["condition"].map(list(strategies).index)
     traces = traces.sort_values(["scope_rank", "condition_rank", "step"], kind="stable")
     return traces[columns].reset_index(drop=True)
+
+
+#: Columns of the paired tests table (``paired.csv``) the report reads.
+PAIRED_REQUIRED: tuple[str, ...] = (
+    "model",
+    "task",
+    "condition",
+    "reference",
+    "language",
+    "ci_low",
+    "ci_high",
+    "significant",
+)
+
+
+def tidy_paired(raw: pd.DataFrame) -> pd.DataFrame:
+    """The paired tests with ids as strings, numbers as floats and ``significant`` as bool."""
+    missing = [column for column in PAIRED_REQUIRED if column not in raw.columns]
+    if missing:
+        raise ValueError(f"paired tests table lacks column(s) {', '.join(missing)}")
+    paired = raw.copy()
+    for column in ("model", "task", "condition", "reference", "language"):
+        paired[column] = paired[column].astype(str).str.strip()
+    for column in ("difference", "ci_low", "ci_high", "p_value"):
+        if column in paired:
+            paired[column] = pd.to_numeric(paired[column], errors="coerce")
+    paired["significant"] = paired["significant"].map(_flag)
+    return paired
+
+
+def read_paired(path: str | PathLike) -> pd.DataFrame:
+    """Read ``paired.csv`` (see :func:`tidy_paired`); an empty file gives an empty table."""
+    try:
+        raw = pd.read_csv(path, keep_default_na=False, na_values={"ci_low": [""], "ci_high": [""]})
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(columns=list(PAIRED_REQUIRED))
+    return tidy_paired(raw)
+
+
+def paired_lookup(paired: pd.DataFrame, model: str) -> dict[tuple[str, str, str], dict]:
+    """``(task, condition, reference)`` → the task-average test row of ``model``."""
+    own = paired[(paired["model"] == model) & (paired["language"] == "avg")]
+    return {(r["task"], r["condition"], r["reference"]): r for r in own.to_dict("records")}
