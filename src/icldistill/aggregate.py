@@ -6,24 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import vocab
 from .data import read_jsonl, stable_seed, write_json
 from .metrics import score
 from .stats import DEFAULT_RESAMPLES, bootstrap_interval, ratio_terms
 from .tasks import get_task
 
-CELL_COLUMNS = [
-    "model",
-    "task",
-    "condition",
-    "language",
-    "metric",
-    "value",
-    "n",
-    "parse_failures",
-    "model_id",
-    "ci_low",
-    "ci_high",
-]
+CELL_COLUMNS = [*vocab.CELL_COLUMNS, "parse_failures", "model_id", "ci_low", "ci_high"]
 
 
 def score_cell(

@@ -84,3 +84,7 @@ TRAIN_LOG_COLUMNS: tuple[str, ...] = (
     "cos",
     "meta_grad",
 )
+
+
+#: The leading columns of every ``cells.csv`` (the report reads these; more may follow).
+CELL_COLUMNS: tuple[str, ...] = ("model", "task", "condition", "language", "metric", "value", "n")

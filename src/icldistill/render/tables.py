@@ -15,18 +15,11 @@ from os import PathLike
 
 import pandas as pd
 
+from icldistill import vocab
 from icldistill.vocab import CONDITION_LABELS, LANGUAGES, PRIMARY_METRIC, TASKS, TRAIN_LOG_COLUMNS
 
 #: Columns every ``cells.csv`` carries; columns after them are ignored.
-CELL_COLUMNS: tuple[str, ...] = (
-    "model",
-    "task",
-    "condition",
-    "language",
-    "metric",
-    "value",
-    "n",
-)
+CELL_COLUMNS: tuple[str, ...] = vocab.CELL_COLUMNS
 
 #: The columns naming one cell of one metric.
 CELL_KEY: tuple[str, ...] = ("model", "task", "condition", "language", "metric")
