@@ -14,10 +14,14 @@ from icldistill.config import (
     ConfigError,
     cells,
     check_config,
+    comparisons,
     condition_rows,
     expand_conditions,
     expanded,
+    is_replicated,
+    is_run,
     is_trained,
+    seed_members,
     shots,
     sweep_members,
     sweep_name,
@@ -78,6 +82,8 @@ _DELETE = object()
         ("conditions.loss_ratio.dynamic", {"strategy": "loss_ratio", "ema": 1.0}, "conditions.loss_ratio.dynamic.ema"),
         ("conditions.meta.dynamic", {"strategy": "meta", "meta_lr": -1}, "conditions.meta.dynamic.meta_lr"),
         ("conditions.base.dynamic", {"strategy": "entropy"}, "conditions.base"),
+        ("training.seeds", [0, 1, 0], "training.seeds"),
+        ("training.seeds", [0, -2], "training.seeds[1]"),
         ("eval.split", "dev", "eval.split"),
         ("selection.languages", ["en", "xx"], "selection.languages[1]"),
     ],
@@ -111,6 +117,33 @@ def test_sweep_expands_into_stable_names_after_its_condition():
     assert [sweep_name("d", v) for v in (0, 0.05, 1.0, 1e-4)] == ["d@lam=0", "d@lam=0.05", "d@lam=1", "d@lam=0.0001"]
     cfg = expanded(DEFAULT)
     assert sweep_members(cfg, "distilled-best") == ["distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5"]
+
+
+def test_seeds_expand_every_trained_condition():
+    cfg = expanded(_with("training.seeds", [0, 1, 2]))
+    conditions = cfg["conditions"]
+    runs = [c for c in conditions if is_run(cfg, c)]
+    reported = [c for c in conditions if is_trained(cfg, c) and "@seed=" not in c]
+    # finetuned, distilled, its 3 sweep members, control and the five strategies, 3 seeds each
+    assert len(reported) == 11 and len(runs) == 33
+    assert all(is_replicated(cfg, c) and seed_members(cfg, c) == [f"{c}@seed={s}" for s in (0, 1, 2)] for c in reported)
+    assert conditions["finetuned@seed=2"] == {"kind": "train", "loss": "ce", "seed": 2, "seed_of": "finetuned"}
+    assert train_settings(cfg, "finetuned@seed=2", ["nli"])["seed"] == 2
+    assert expand_conditions(conditions, [0, 1, 2]) == conditions  # idempotent
+    # identical runs are still shared, seed by seed; the mean condition has no run of its own
+    assert trained_run(cfg, "distilled@lam=0@seed=1", ["ner"]) == "finetuned@seed=1"
+    assert trained_run(cfg, "distilled@lam=0.5@seed=2", ["ner"]) == "distilled@seed=2"
+    with pytest.raises(ValueError, match="no training run of its own"):
+        trained_run(cfg, "finetuned", ["ner"])
+    assert sweep_members(cfg, "distilled-best") == ["distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5"]
+    rows = {r["condition"]: r for r in condition_rows(cfg)}
+    assert rows["finetuned"]["seeds"] == 3 and rows["finetuned@seed=1"]["role"] == "seed"
+    assert rows["finetuned@seed=1"]["label"] == "Fine-Tuned (seed 1)"
+    assert rows["distilled@lam=0"]["reuses"] == "finetuned"
+    assert ("finetuned@seed=1", "finetuned") not in comparisons(cfg)
+    # one seed (or training.seed alone) expands nothing: paths stay those of a single run
+    assert expanded(_with("training.seeds", [4]))["conditions"] == expanded(DEFAULT)["conditions"]
+    assert train_settings(expanded(_with("training.seeds", [4])), "finetuned", ["nli"])["seed"] == 4
 
 
 def test_identical_runs_are_trained_once():

@@ -8,7 +8,7 @@ import pytest
 
 from icldistill.data import read_local
 from icldistill.metrics import score
-from icldistill.stats import bootstrap_interval, paired_difference, ratio, ratio_terms
+from icldistill.stats import bootstrap_interval, cell_interval, paired_difference, ratio, ratio_terms
 
 from .conftest import MINI
 
@@ -61,6 +61,32 @@ def test_paired_difference_on_hand_checkable_cases():
         paired_difference([a], [(np.ones(4), np.ones(4))])
 
 
+def test_two_level_bootstrap_over_seeds():
+    rng = np.random.default_rng(0)
+    ones = np.ones(40)
+    x1, x2 = (rng.integers(0, 2, 40).astype(float), ones), (rng.integers(0, 2, 40).astype(float), ones)
+    # one seed is the one-level bootstrap; identical seeds change nothing
+    assert cell_interval([x1], 500, 7) == cell_interval(x1, 500, 7) == bootstrap_interval(*x1, 500, 7)
+    assert cell_interval([x1, x1, x1], 500, 7) == cell_interval(x1, 500, 7)
+    # seeds that disagree completely (all right / all wrong): resampling seeds spans 0 to 100,
+    # while the examples alone (every seed's spread is 0) would give the single point 50
+    right, wrong = (ones, ones), (np.zeros(40), ones)
+    low, high = cell_interval([right, wrong], 2000, 7)
+    assert (low, high) == (0.0, 100.0)
+    # paired by seed: a condition against itself is exactly 0 even when its seeds differ ...
+    same = paired_difference([[x1, x2]], [[x1, x2]], resamples=500, seed=1)
+    assert (same.difference, same.low, same.high, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    # ... and the difference is the mean over seeds of the per-seed differences
+    shifted = paired_difference([[right, x1]], [[wrong, x1]], resamples=500, seed=1)
+    assert shifted.difference == pytest.approx(50.0)
+    assert shifted.low == 0.0 and shifted.high == 100.0  # seed 1 ties, seed 0 differs by 100
+    # against a condition without seeds (inference), only the seeded side's seeds are resampled
+    mixed = paired_difference([[right, wrong]], [x1], resamples=500, seed=1)
+    assert mixed.difference == pytest.approx(50.0 - ratio(*x1))
+    with pytest.raises(ValueError, match="different numbers of examples"):
+        cell_interval([x1, (np.ones(3), np.ones(3))])
+
+
 def test_cells_table_carries_seeded_intervals(tmp_path):
     from icldistill.aggregate import collect_cells, score_cell
     from icldistill.data import stable_seed, write_jsonl
@@ -82,7 +108,7 @@ def test_cells_table_carries_seeded_intervals(tmp_path):
     )
     assert (row.ci_low, row.ci_high) == pytest.approx(expected, abs=1e-4)
     assert row.ci_low < row.value < row.ci_high
-    assert list(cells.columns[-2:]) == ["ci_low", "ci_high"]
+    assert list(cells.columns[-4:]) == ["ci_low", "ci_high", "seeds", "seed_sd"]
 
 
 def test_paired_tests_per_language_and_task_average(tmp_path):

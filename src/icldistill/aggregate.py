@@ -9,10 +9,10 @@ from typing import Any
 from . import vocab
 from .data import read_jsonl, stable_seed, write_json
 from .metrics import score
-from .stats import DEFAULT_RESAMPLES, bootstrap_interval, ratio_terms
+from .stats import DEFAULT_RESAMPLES, cell_interval, ratio_terms
 from .tasks import get_task
 
-CELL_COLUMNS = [*vocab.CELL_COLUMNS, "parse_failures", "model_id", "ci_low", "ci_high"]
+CELL_COLUMNS = [*vocab.CELL_COLUMNS, "parse_failures", "model_id", "ci_low", "ci_high", "seeds", "seed_sd"]
 
 
 def score_cell(
@@ -33,21 +33,72 @@ def score_cell(
     return record
 
 
+def mean_over_seeds(
+    member_files: list[str | Path], seeds: list[int], condition: str, out_file: str | Path
+) -> dict[str, Any]:
+    """The cell of ``condition`` from its seed runs' metrics files (one per seed of ``seeds``,
+    same examples): every metric the mean over seeds, ``seed_sd`` its sample standard deviation,
+    parse failures and extra counts the mean per seed; ``per_seed`` keeps each seed's metrics and
+    per-example scores for the two-level bootstrap (:mod:`icldistill.stats`)."""
+    import statistics
+
+    records = [json.loads(Path(p).read_text(encoding="utf-8")) for p in member_files]
+    if len(records) != len(seeds) or len(seeds) < 2:
+        raise ValueError(f"{out_file}: {len(records)} seed metrics for seeds {seeds}")
+    ids = [e["id"] for e in records[0]["per_example"]]
+    for path, rec in zip(member_files, records, strict=True):
+        if [e["id"] for e in rec["per_example"]] != ids:
+            raise ValueError(f"{path}: scored on other examples than {member_files[0]}")
+
+    def mean(values):
+        return round(statistics.fmean(values), 6)
+
+    metrics = records[0]["metrics"]
+    record = {k: v for k, v in records[0].items() if k not in ("per_example", "metrics", "extra", "parse_failures")}
+    record |= {
+        "condition": condition,
+        "parse_failures": mean([r["parse_failures"] for r in records]),
+        "extra": {k: mean([r["extra"][k] for r in records]) for k in records[0].get("extra", {})},
+        "metrics": {m: mean([r["metrics"][m] for r in records]) for m in metrics},
+        "seed_sd": {m: round(statistics.stdev([r["metrics"][m] for r in records]), 6) for m in metrics},
+        "seeds": list(seeds),
+        "per_seed": [
+            {"seed": seed} | {k: rec[k] for k in ("condition", "metrics", "parse_failures", "per_example")}
+            for seed, rec in zip(seeds, records, strict=True)
+        ],
+    }
+    write_json(out_file, record)
+    return record
+
+
+def replicates(record: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The per-example scores of a metrics record, one list per seed run (one without seeds)."""
+    if "per_seed" in record:
+        return [seed["per_example"] for seed in record["per_seed"]]
+    return [record["per_example"]]
+
+
+def cell_terms(record: dict[str, Any], metric: str):
+    """The (numerator, denominator) terms of ``metric`` of each seed run of a metrics record."""
+    return [ratio_terms(record["task"], metric, per_example) for per_example in replicates(record)]
+
+
 def collect_cells(metric_files: list[str | Path], resamples: int = DEFAULT_RESAMPLES, seed: int = 0):
     """One row per (model, task, condition, language, metric), as a pandas DataFrame, with the
     95 % bootstrap interval of each value (``ci_low``, ``ci_high``; :mod:`icldistill.stats`,
-    ``resamples`` resamples seeded from ``seed`` per (model, task, language, metric))."""
+    ``resamples`` resamples seeded from ``seed`` per (model, task, language, metric)) and, for
+    trained conditions, the number of training seeds and the standard deviation over them."""
     import pandas as pd
 
     rows = []
     for path in metric_files:
         rec = json.loads(Path(path).read_text(encoding="utf-8"))
         for metric, value in rec["metrics"].items():
-            terms = ratio_terms(rec["task"], metric, rec["per_example"])
             # the same resamples for every condition of a (task, language): conditions scored on
             # the same examples get comparable intervals, identical results identical ones
             cell_seed = stable_seed(seed, rec["model_id"], rec["task"], rec["language"], metric)
-            low, high = bootstrap_interval(*terms, resamples=resamples, seed=cell_seed)
+            low, high = cell_interval(cell_terms(rec, metric), resamples=resamples, seed=cell_seed)
+            spread = rec.get("seed_sd", {}).get(metric)
             rows.append(
                 {
                     "model": rec["model"],
@@ -61,6 +112,8 @@ def collect_cells(metric_files: list[str | Path], resamples: int = DEFAULT_RESAM
                     "model_id": rec["model_id"],
                     "ci_low": round(low, 4),
                     "ci_high": round(high, 4),
+                    "seeds": len(rec.get("seeds", [])) or None,
+                    "seed_sd": None if spread is None else round(spread, 4),
                 }
             )
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
@@ -103,7 +156,8 @@ def render_partial(
     have = set(zip(cells["model_id"], cells["task"], cells["condition"], cells["language"], strict=True))
     missing = [
         {"model": name, "task": task, "condition": cond, "language": lang, "metric": PRIMARY_METRIC.get(task, "score")}
-        | {"value": None, "n": 0, "parse_failures": 0, "model_id": model_id, "ci_low": None, "ci_high": None}
+        | {"value": None, "n": 0, "parse_failures": 0, "model_id": model_id}
+        | {"ci_low": None, "ci_high": None, "seeds": None, "seed_sd": None}
         for name, model_id, task, cond, lang in expected or ()
         if (model_id, task, cond, lang) not in have
     ]
@@ -269,7 +323,8 @@ def paired_tests(
 ):
     """Paired bootstrap tests of ``condition − reference`` on each task's primary metric, per
     language and for the task average (``language`` ``avg``: the mean over the languages both
-    have), for every model; the two cells must be scored on the same examples."""
+    have), for every model; the two cells must be scored on the same examples. Conditions
+    trained with several seeds are resampled over seeds too, paired by seed."""
     import pandas as pd
 
     from .stats import paired_difference
@@ -289,14 +344,12 @@ def paired_tests(
                 a, b = records.get((model_id, task, condition, lang)), records.get((model_id, task, reference, lang))
                 if a is None or b is None:
                     continue
-                if [e["id"] for e in a["per_example"]] != [e["id"] for e in b["per_example"]]:
+                if [e["id"] for e in replicates(a)[0]] != [e["id"] for e in replicates(b)[0]]:
                     raise ValueError(
                         f"{model_id}/{task}/{lang}: {condition} and {reference} are not scored on the same examples"
                     )
                 model_name = a["model"]
-                groups.append(
-                    (lang, ratio_terms(task, metric, a["per_example"]), ratio_terms(task, metric, b["per_example"]))
-                )
+                groups.append((lang, cell_terms(a, metric), cell_terms(b, metric)))
             if not groups:
                 continue
             base = {

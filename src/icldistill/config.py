@@ -42,6 +42,9 @@ STRATEGY_LABELS = {
 #: per task on the dev split. Config condition names cannot contain ``@`` or ``-``.
 SWEEP_MARK = "@lam="
 BEST_SUFFIX = "-best"
+#: ``<condition>@seed=<s>``: one training seed of a trained condition when ``training.seeds``
+#: lists several; the condition itself then reports the mean over its seeds.
+SEED_MARK = "@seed="
 
 
 class ConfigError(ValueError):
@@ -106,6 +109,15 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
         _fail("training.mode", f"unknown mode {training['mode']!r}; expected per_task or multitask")
     if training.get("method", "lora") not in ("lora", "full"):
         _fail("training.method", f"unknown method {training['method']!r}; expected lora or full")
+    seeds = training.get("seeds")
+    if seeds is not None:
+        for i, value in enumerate(seeds):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                _fail(f"training.seeds[{i}]", f"must be an integer >= 0, got {value!r}")
+        if not seeds:
+            _fail("training.seeds", "give at least one seed")
+        if len(set(seeds)) != len(seeds):
+            _fail("training.seeds", f"seeds repeat: {seeds}")
     for key in ("max_steps", "batch_size", "grad_accum"):
         if training.get(key) is not None and training[key] < 1:
             _fail(f"training.{key}", f"must be >= 1, got {training[key]}")
@@ -219,11 +231,28 @@ def best_name(condition: str) -> str:
     return f"{condition}{BEST_SUFFIX}"
 
 
-def expand_conditions(conditions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def seed_name(condition: str, seed: int) -> str:
+    """Id of one training seed of ``condition``, e.g. ``finetuned@seed=1``."""
+    return f"{condition}{SEED_MARK}{int(seed)}"
+
+
+def training_seeds(config: dict[str, Any]) -> list[int]:
+    """The training seeds: ``training.seeds``, else ``[training.seed]``."""
+    training = config.get("training") or {}
+    return [int(s) for s in (training.get("seeds") or [training.get("seed", 0)])]
+
+
+def expand_conditions(
+    conditions: dict[str, dict[str, Any]], seeds: list[int] | None = None
+) -> dict[str, dict[str, Any]]:
     """The grid's conditions: each configured one, followed, for a condition with
     ``sweep: {lambda: [...]}``, by one trained condition per λ (``<name>@lam=<λ>``, same
     settings otherwise) and ``<name>-best`` (the λ chosen per task on the dev split).
-    Idempotent: expanded members carry ``sweep_of`` and no ``sweep``."""
+
+    With several ``seeds``, every trained condition (sweep members included) is followed by one
+    run per seed (``<name>@seed=<s>``, carrying ``seed`` and ``seed_of``) and itself marked with
+    ``seeds``: its cells are the mean over those runs. Idempotent: expanded members carry
+    ``sweep_of``/``seed_of`` and no ``sweep``."""
     expanded: dict[str, dict[str, Any]] = {}
     for name, cond in conditions.items():
         cond = dict(cond)
@@ -235,12 +264,23 @@ def expand_conditions(conditions: dict[str, dict[str, Any]]) -> dict[str, dict[s
         for lam in values:
             expanded[sweep_name(name, lam)] = cond | {"lambda": lam, "sweep_of": name}
         expanded[best_name(name)] = {"kind": "best", "sweep_of": name, "lambdas": values}
-    return expanded
+    if not seeds or len(seeds) < 2:
+        return expanded
+    replicated: dict[str, dict[str, Any]] = {}
+    for name, cond in expanded.items():
+        if cond.get("kind") != "train" or "seed_of" in cond:
+            replicated[name] = cond
+            continue
+        replicated[name] = cond | {"seeds": [int(s) for s in seeds]}
+        for seed in seeds:
+            if seed_name(name, seed) not in expanded:
+                replicated[seed_name(name, seed)] = cond | {"seed": int(seed), "seed_of": name}
+    return replicated
 
 
 def expanded(config: dict[str, Any]) -> dict[str, Any]:
     """A shallow copy of ``config`` with its conditions expanded (:func:`expand_conditions`)."""
-    return config | {"conditions": expand_conditions(config["conditions"])}
+    return config | {"conditions": expand_conditions(config["conditions"], training_seeds(config))}
 
 
 def sweep_members(config: dict[str, Any], condition: str) -> list[str]:
@@ -249,7 +289,7 @@ def sweep_members(config: dict[str, Any], condition: str) -> list[str]:
     return [
         name
         for name, cond in config["conditions"].items()
-        if cond.get("sweep_of") == origin and cond.get("kind") == "train"
+        if cond.get("sweep_of") == origin and cond.get("kind") == "train" and "seed_of" not in cond
     ]
 
 
@@ -265,7 +305,24 @@ def selection_languages(config: dict[str, Any], task: str | None = None) -> list
 
 
 def is_trained(config: dict[str, Any], condition: str) -> bool:
+    """A trained condition (evaluated zero-shot after training), with its own run or the mean
+    of its seed runs."""
     return config["conditions"][condition].get("kind") == "train"
+
+
+def is_run(config: dict[str, Any], condition: str) -> bool:
+    """A trained condition with its own training run (not the mean over seed runs)."""
+    return is_trained(config, condition) and not config["conditions"][condition].get("seeds")
+
+
+def is_replicated(config: dict[str, Any], condition: str) -> bool:
+    """A trained condition whose cells are the mean over its seed runs."""
+    return is_trained(config, condition) and bool(config["conditions"][condition].get("seeds"))
+
+
+def seed_members(config: dict[str, Any], condition: str) -> list[str]:
+    """The seed runs of a replicated condition, in ``training.seeds`` order."""
+    return [seed_name(condition, s) for s in config["conditions"][condition].get("seeds") or []]
 
 
 def is_best(config: dict[str, Any], condition: str) -> bool:
@@ -316,7 +373,7 @@ def train_settings(config: dict[str, Any], condition: str, tasks: list[str]) -> 
         "warmup_steps": training.get("warmup_steps", 0),
         "max_grad_norm": training.get("max_grad_norm", 1.0),
         "bf16": training.get("bf16", True),
-        "seed": training.get("seed", 0),
+        "seed": int(cond.get("seed", training_seeds(config)[0])),
         "checkpoint_every": training.get("checkpoint_every", 0),
         "loss": "ce",
     }
@@ -356,10 +413,12 @@ def trained_run(config: dict[str, Any], condition: str, tasks: list[str]) -> str
     """The condition whose training run (and predictions) ``condition`` uses on ``tasks``: of
     the trained conditions with the same :func:`run_key`, the first configured one, else the
     first sweep member (``distilled@lam=0`` → ``finetuned``); itself when none is identical."""
+    if not is_run(config, condition):
+        raise ValueError(f"{condition!r} has no training run of its own (it averages its seed runs)")
     key = run_key(config, condition, tasks)
     conditions = config["conditions"]
     for other in sorted(conditions, key=lambda c: "sweep_of" in conditions[c]):
-        if is_trained(config, other) and run_key(config, other, tasks) == key:
+        if is_run(config, other) and run_key(config, other, tasks) == key:
             return other
     return condition
 
@@ -405,6 +464,8 @@ def display_name(config: dict[str, Any], model: str) -> str:
 def condition_label(config: dict[str, Any], condition: str) -> str:
     """Display label: the condition's ``label``, the vocabulary's, or one derived from its role."""
     cond = config["conditions"][condition]
+    if cond.get("seed_of"):
+        return f"{condition_label(config, cond['seed_of'])} (seed {cond['seed']})"
     if cond.get("label"):
         return cond["label"]
     if condition in CONDITION_LABELS:
@@ -442,6 +503,8 @@ def _strategy_text(strategy: str, p: dict[str, Any]) -> str:
 def condition_description(config: dict[str, Any], condition: str) -> str:
     """One legend line for ``condition``."""
     cond = config["conditions"][condition]
+    if cond.get("seed_of"):
+        return f"{condition_label(config, cond['seed_of'])} trained with seed {cond['seed']}"
     if cond.get("description"):
         return cond["description"]
     origin = cond.get("sweep_of")
@@ -469,14 +532,17 @@ def condition_description(config: dict[str, Any], condition: str) -> str:
 
 def condition_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per condition of the (expanded) grid for ``conditions.csv``: label, role
-    (infer, train, sweep, best, dynamic), loss, fixed λ, strategy, the swept condition, a
-    legend line, and the condition whose run it reuses (same for every task, else empty)."""
+    (infer, train, sweep, best, dynamic, seed), loss, fixed λ, strategy, the swept condition, a
+    legend line, the condition whose run it reuses (same for every task, else empty), and for
+    several training seeds the number of seeds and the condition a seed run belongs to."""
     rows = []
     for name, cond in config["conditions"].items():
         kind = cond.get("kind")
         dynamic = (cond.get("dynamic") or {}).get("strategy", "")
         if kind == "best":
             role = "best"
+        elif cond.get("seed_of"):
+            role = "seed"
         elif cond.get("sweep_of"):
             role = "sweep"
         elif dynamic:
@@ -485,8 +551,16 @@ def condition_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
             role = kind
         loss = cond.get("loss", "ce") if kind == "train" else ""
         reuses = ""
-        if kind == "train":
+        if is_run(config, name):
             runs = {trained_run(config, name, tasks) for tasks in _scopes(config)}
+            reuses = runs.pop() if len(runs) == 1 else ""
+        elif is_replicated(config, name):
+            # the condition whose seed runs all of this one's seed runs are
+            runs = {
+                config["conditions"][trained_run(config, member, tasks)]["seed_of"]
+                for member in seed_members(config, name)
+                for tasks in _scopes(config)
+            }
             reuses = runs.pop() if len(runs) == 1 else ""
         rows.append(
             {
@@ -499,6 +573,8 @@ def condition_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
                 "sweep_of": cond.get("sweep_of", ""),
                 "description": condition_description(config, name),
                 "reuses": "" if reuses == name else reuses,
+                "seeds": len(cond.get("seeds") or []) or (1 if kind == "train" else None),
+                "seed_of": cond.get("seed_of", ""),
             }
         )
     return rows
@@ -521,7 +597,10 @@ def comparisons(config: dict[str, Any]) -> list[tuple[str, str]]:
         pairs += [
             (name, "finetuned")
             for name, cond in conditions.items()
-            if name != "finetuned" and cond.get("kind") in ("train", "best") and not _is_sweep_member(cond)
+            if name != "finetuned"
+            and cond.get("kind") in ("train", "best")
+            and not _is_sweep_member(cond)
+            and "seed_of" not in cond
         ]
     if "distilled" in conditions and "control" in conditions:
         pairs.append(("distilled", "control"))

@@ -7,7 +7,7 @@ rule collect_cells:
         selections=all_selections(),
         train_logs=[
             TRAIN_LOG.format(model=m, scope=s, condition=run)
-            for m, s, c, run in all_trained()
+            for m, s, c, run, seed in all_trained()
         ],
     output:
         cells=report(
@@ -42,8 +42,9 @@ rule collect_cells:
                 "scope": s,
                 "condition": c,
                 "run": run,
+                "seed": seed,
             }
-            for m, s, c, run in all_trained()
+            for m, s, c, run, seed in all_trained()
         ],
     script:
         "../scripts/collect_cells.py"

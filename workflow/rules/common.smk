@@ -19,7 +19,10 @@ from icldistill.config import (
     display_name,
     expand_conditions,
     is_best,
+    is_replicated,
+    is_run,
     is_trained,
+    seed_members,
     selection_languages,
     shots,
     sweep_members,
@@ -28,6 +31,7 @@ from icldistill.config import (
     train_data_settings,
     train_settings,
     trained_run,
+    training_seeds,
     uses_teacher,
 )
 
@@ -50,8 +54,9 @@ try:
     check_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
-# λ sweeps become one condition per value plus <name>-best (icldistill.config.expand_conditions)
-config["conditions"] = expand_conditions(config["conditions"])
+# λ sweeps become one condition per value plus <name>-best, and with several training.seeds
+# every trained condition one run per seed (icldistill.config.expand_conditions)
+config["conditions"] = expand_conditions(config["conditions"], training_seeds(config))
 
 MODELS = list(config["models"])
 TASKS = list(config["tasks"])
@@ -226,7 +231,10 @@ def inference_settings(wildcards):
 
 
 # -- training --------------------------------------------------------------------------------
-TRAINED = [c for c in CONDITIONS if is_trained(config, c)]
+# conditions with their own training run, and those reporting the mean over their seed runs
+RUNS = [c for c in CONDITIONS if is_run(config, c)]
+REPLICATED = [c for c in CONDITIONS if is_replicated(config, c)]
+SEED_RUNS = [c for c in CONDITIONS if config["conditions"][c].get("seed_of")]
 TRAINING_MODE = (config.get("training") or {}).get("mode", "per_task")
 
 
@@ -266,7 +274,7 @@ def run_of(wildcards):
     """The condition whose predictions ``wildcards.condition`` uses: itself, or for a trained
     condition the first one with an identical run (``distilled@lam=0`` → ``finetuned``).
     """
-    if not is_trained(config, wildcards.condition):
+    if not is_run(config, wildcards.condition):
         return wildcards.condition
     return trained_run(
         config, wildcards.condition, scope_tasks(train_scope(wildcards.task))
@@ -274,21 +282,44 @@ def run_of(wildcards):
 
 
 def all_trained():
-    """(model, scope, condition, run) of every trained condition: ``run`` is the condition whose
-    training run it uses (itself, or an identical earlier one), so each run is trained once.
-    """
+    """(model, scope, condition, run, seed) of every training run a trained condition of the
+    report uses: ``run`` is the condition whose run it is (itself, an identical earlier one, or
+    with several seeds one per seed), so each run is trained once."""
     scopes = ["multitask"] if TRAINING_MODE == "multitask" else TASKS
+    reported = [c for c in CONDITIONS if is_trained(config, c) and c not in SEED_RUNS]
     return [
-        (m, scope, c, trained_run(config, c, scope_tasks(scope)))
+        (m, scope, c, trained_run(config, member, scope_tasks(scope)), seed)
         for m in MODELS
         for scope in scopes
-        for c in TRAINED
+        for c in reported
+        for member, seed in (
+            zip(seed_members(config, c), config["conditions"][c]["seeds"])
+            if c in REPLICATED
+            else [(c, training_seeds(config)[0])]
+        )
     ]
+
+
+def replicate_metrics(pattern):
+    """Input function: ``pattern`` metrics of every seed run of ``wildcards.condition``."""
+
+    def inputs(wildcards):
+        return [
+            pattern.format(
+                model=wildcards.model,
+                task=wildcards.task,
+                condition=member,
+                lang=wildcards.lang,
+            )
+            for member in seed_members(config, wildcards.condition)
+        ]
+
+    return inputs
 
 
 def condition_adapter(wildcards):
     """The trained adapter a trained condition is evaluated with (nothing for inference-only ones)."""
-    if not is_trained(config, wildcards.condition):
+    if not is_run(config, wildcards.condition):
         return []
     return [
         ADAPTER.format(

@@ -8,10 +8,29 @@ rule score_cell:
     log:
         f"{LOGS}/score_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
     wildcard_constraints:
-        condition=one_of(c for c in CONDITIONS if c not in BEST),
+        condition=one_of(c for c in CONDITIONS if c not in BEST + REPLICATED),
     conda:
         "../../envs/data.yaml"
     params:
         display_name=lambda wc: display_name(config, wc.model),
     script:
         "../scripts/score_cell.py"
+
+
+rule seed_cell:
+    """The cell of a condition trained with several seeds: the mean over its seed runs, each
+    seed's metrics and per-example scores kept for the two-level bootstrap."""
+    input:
+        metrics=replicate_metrics(METRICS),
+    output:
+        metrics=METRICS,
+    log:
+        f"{LOGS}/seed_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+    wildcard_constraints:
+        condition=one_of(REPLICATED),
+    conda:
+        "../../envs/data.yaml"
+    params:
+        seeds=lambda wc: config["conditions"][wc.condition]["seeds"],
+    script:
+        "../scripts/seed_cell.py"

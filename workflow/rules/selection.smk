@@ -51,6 +51,15 @@ use rule score_cell as score_select with:
         f"{LOGS}/score_select/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
 
 
+use rule seed_cell as seed_select with:
+    input:
+        metrics=replicate_metrics(SELECT_METRICS),
+    output:
+        metrics=SELECT_METRICS,
+    log:
+        f"{LOGS}/seed_select/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+
+
 rule select_lambda:
     """The sweep member with the best mean dev score of one (model, task)."""
     input:

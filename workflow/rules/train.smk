@@ -14,6 +14,8 @@ rule train:
         ),
     log:
         f"{LOGS}/train/{{model}}.{{scope}}.{{condition}}.log",
+    wildcard_constraints:
+        condition=one_of(RUNS),
     conda:
         "../../envs/inference.yaml"
     threads: 8

@@ -150,6 +150,50 @@ def condition_sections(
     return sections
 
 
+def interval_text(row: Mapping) -> str:
+    """A cell with its uncertainty: ``value [low, high]``, with ``±SD`` over training seeds
+    before the interval when the cell is the mean of several seeds."""
+    text = fmt(row["value"])
+    if pd.isna(row["value"]):
+        return text
+    if not pd.isna(row["seeds"]) and row["seeds"] > 1 and not pd.isna(row["seed_sd"]):
+        text = f"{text} ±{tables.decimal1(row['seed_sd'])}"
+    if not pd.isna(row["ci_low"]):
+        text = f"{text} [{tables.decimal1(row['ci_low'])}, {tables.decimal1(row['ci_high'])}]"
+    return text
+
+
+def interval_context(
+    cells: pd.DataFrame, focus_model: str, conditions: Sequence[str], labels: Mapping[str, str]
+) -> dict | None:
+    """Condition × language tables of the focus model's primary-metric cells with their 95 %
+    intervals (:func:`interval_text`), one per task; None when the cells carry no intervals."""
+    own = cells[(cells["model"] == focus_model) & cells["ci_low"].notna()]
+    if own.empty:
+        return None
+    languages = tables.language_order(cells)
+    blocks = []
+    for task in tables.task_order(own):
+        metric = tables.primary_metric(cells, task)
+        rows = own[(own["task"] == task) & (own["metric"] == metric)].set_index(["condition", "language"])
+        present = set(rows.index.get_level_values("condition"))
+        body = [
+            [
+                labels[condition],
+                *(
+                    interval_text(rows.loc[(condition, lang)]) if (condition, lang) in rows.index else tables.MISSING
+                    for lang in languages
+                ),
+            ]
+            for condition in conditions
+            if condition in present
+        ]
+        header = ["Condition", *(language_label(lang) for lang in languages)]
+        blocks.append({"heading": f"### {task_title(task)}", "table": table(header, body)})
+    seeds = own.loc[own["condition"].isin(conditions), "seeds"].max()
+    return {"model": focus_model, "blocks": blocks, "seeds": 1 if pd.isna(seeds) else int(seeds)}
+
+
 def count_phrase(held: int, total: int) -> str:
     """``in every task`` when a relation holds in all compared tasks, else ``in N/M tasks``."""
     return "in every task" if held == total else f"in {held}/{total} tasks"
@@ -502,6 +546,7 @@ def build_context(
         "cross_lingual": cross_lingual_context(cells, focus_model, heatmap_condition, labels, roles),
         "sweep": sweep_context(cells, conditions_table, selection, focus_model, labels),
         "dynamic": dynamic_context(overview, conditions_table, labels, tests),
+        "intervals": interval_context(cells, focus_model, conditions, labels),
     }
 
 

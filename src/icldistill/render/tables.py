@@ -20,6 +20,9 @@ from icldistill.vocab import CONDITION_LABELS, LANGUAGES, PRIMARY_METRIC, TASKS,
 
 #: Columns every ``cells.csv`` carries; columns after them are ignored.
 CELL_COLUMNS: tuple[str, ...] = vocab.CELL_COLUMNS
+#: Optional numeric columns of ``cells.csv``: the 95 % bootstrap interval and, for conditions
+#: trained with several seeds, their number and the standard deviation over them.
+CELL_UNCERTAINTY: tuple[str, ...] = ("ci_low", "ci_high", "seeds", "seed_sd")
 
 #: The columns naming one cell of one metric.
 CELL_KEY: tuple[str, ...] = ("model", "task", "condition", "language", "metric")
@@ -49,9 +52,10 @@ def read_cells(path: str | PathLike) -> pd.DataFrame:
 
 
 def tidy_cells(raw: pd.DataFrame) -> pd.DataFrame:
-    """Return the seven ``cells.csv`` columns with ids as stripped strings and numeric values.
+    """Return the seven ``cells.csv`` columns with ids as stripped strings and numeric values,
+    then the :data:`CELL_UNCERTAINTY` columns (NaN where absent or empty).
 
-    Extra columns are dropped. An empty or non-numeric ``value`` becomes NaN: the cell is in the
+    Other columns are dropped. An empty or non-numeric ``value`` becomes NaN: the cell is in the
     grid but has no result. When a cell/metric appears twice, the last row wins.
     """
     missing = [column for column in CELL_COLUMNS if column not in raw.columns]
@@ -62,6 +66,9 @@ def tidy_cells(raw: pd.DataFrame) -> pd.DataFrame:
         cells[column] = cells[column].astype(str).str.strip()
     cells["value"] = pd.to_numeric(cells["value"], errors="coerce")
     cells["n"] = pd.to_numeric(cells["n"], errors="coerce")
+    for column in CELL_UNCERTAINTY:
+        values = raw[column] if column in raw.columns else pd.Series(math.nan, index=raw.index)
+        cells[column] = pd.to_numeric(values, errors="coerce")
     cells = cells.drop_duplicates(subset=list(CELL_KEY), keep="last")
     return cells.reset_index(drop=True)
 
@@ -353,7 +360,11 @@ def default_heatmap_condition(conditions: Sequence[str]) -> str:
 # --- the grid's conditions table, λ sweeps and dynamic λ ---------------------------------------
 
 #: What a condition of the grid is (column ``role`` of the conditions table).
-ROLES: tuple[str, ...] = ("infer", "train", "sweep", "best", "dynamic")
+ROLES: tuple[str, ...] = ("infer", "train", "sweep", "best", "dynamic", "seed")
+
+#: Roles kept out of the Summary, Overview and per-condition sections: λ sweep members (their own
+#: section) and the single-seed runs of a condition trained with several seeds (it shows their mean).
+MEMBER_ROLES = frozenset({"sweep", "seed"})
 
 #: Roles of the conditions drawn in the task bar figure; dynamic strategies have their own.
 TASK_BAR_ROLES = frozenset({"infer", "train", "best"})
@@ -363,7 +374,7 @@ DISTILLED = "distilled"
 
 #: Columns of the conditions table: required ones, then optional text columns (empty when absent).
 CONDITION_TABLE_REQUIRED: tuple[str, ...] = ("condition", "label", "role")
-CONDITION_TABLE_TEXT: tuple[str, ...] = ("loss", "strategy", "sweep_of", "description", "reuses")
+CONDITION_TABLE_TEXT: tuple[str, ...] = ("loss", "strategy", "sweep_of", "description", "reuses", "seed_of")
 
 #: Columns of the selection table (the dev-split choice of λ).
 SELECTION_REQUIRED: tuple[str, ...] = ("model", "task", "sweep_of", "candidate", "lambda", "dev_score", "chosen")
@@ -476,9 +487,10 @@ def condition_roles(conditions: pd.DataFrame | None) -> dict[str, str]:
 
 
 def shown_conditions(cells: pd.DataFrame, conditions: pd.DataFrame | None = None) -> list[str]:
-    """Conditions of the Summary, Overview and per-condition sections: all present but sweep members."""
+    """Conditions of the Summary, Overview and per-condition sections: all present but sweep
+    members and seed runs (:data:`MEMBER_ROLES`)."""
     roles = condition_roles(conditions)
-    return [c for c in condition_order(cells, conditions) if roles.get(c) != "sweep"]
+    return [c for c in condition_order(cells, conditions) if roles.get(c) not in MEMBER_ROLES]
 
 
 def task_bar_conditions(shown: Sequence[str], conditions: pd.DataFrame | None = None) -> list[str]:
