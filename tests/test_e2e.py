@@ -69,12 +69,17 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.fixture(scope="module")
-def finished_run(tiny_model_dir, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("grid")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(_config(tiny_model_dir)))
+def run_grid(tmp_path_factory, name: str, config: dict) -> Path:
+    """A fresh working folder ``name`` with ``config``, run to the end on 2 cores."""
+    workdir = tmp_path_factory.mktemp(name)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     _snakemake(workdir, "--cores", "2")
     return workdir
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir, tmp_path_factory):
+    return run_grid(tmp_path_factory, "grid", _config(tiny_model_dir))
 
 
 def test_grid_writes_cells_results_and_figures(finished_run):

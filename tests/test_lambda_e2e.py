@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from .conftest import small_grid_config
-from .test_e2e import _snakemake
+from .test_e2e import _snakemake, run_grid
 
 pytestmark = pytest.mark.e2e
 
@@ -37,10 +37,7 @@ def _config(model_dir, sweep=(0, 0.1, 0.5)) -> dict:
 
 @pytest.fixture(scope="module")
 def lambda_run(tiny_model_dir, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("lambda-grid")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(_config(tiny_model_dir), sort_keys=False))
-    _snakemake(workdir, "--cores", "2")
-    return workdir
+    return run_grid(tmp_path_factory, "lambda-grid", _config(tiny_model_dir))
 
 
 def test_sweep_shares_one_teacher_cache_and_reuses_identical_runs(lambda_run):

@@ -18,7 +18,7 @@ from icldistill.data import stable_seed
 from icldistill.stats import cell_interval, paired_difference
 
 from .conftest import small_grid_config
-from .test_e2e import _snakemake
+from .test_e2e import _snakemake, run_grid
 
 pytestmark = pytest.mark.e2e
 
@@ -42,10 +42,7 @@ def _config(model_dir, seeds=(0, 1)) -> dict:
 
 @pytest.fixture(scope="module")
 def seeds_run(tiny_model_dir, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("seeds-grid")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(_config(tiny_model_dir), sort_keys=False))
-    _snakemake(workdir, "--cores", "2")
-    return workdir
+    return run_grid(tmp_path_factory, "seeds-grid", _config(tiny_model_dir))
 
 
 def _metrics(workdir, task, condition, lang):
