@@ -197,3 +197,16 @@ def test_hf_source_qa_keeps_squad_fields(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", _fake_hub([]))
     (row,) = data.load_split({"source": "hf"}, "qa", "test", "zh")
     assert row["id"] == "m1" and row["answers"] == {"text": ["北京"], "answer_start": [0]}
+
+
+def test_staged_dir_appears_only_when_complete(tmp_path):
+    target = tmp_path / "predictions"
+    with pytest.raises(RuntimeError), data.staged_dir(target) as out:
+        (out / "en.jsonl").write_text("{}\n")
+        raise RuntimeError("killed between two languages")
+    assert not target.exists()  # only the staging folder is left, and the next run clears it
+    with data.staged_dir(target) as out:
+        (out / "en.jsonl").write_text("{}\n")
+        (out / "de.jsonl").write_text("{}\n")
+    assert sorted(p.name for p in target.iterdir()) == ["de.jsonl", "en.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions"]

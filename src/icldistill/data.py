@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +38,13 @@ def read_local(root: str | Path, task: str, split: str, lang: str) -> list[Row]:
     if not path.is_file():
         raise DataError(f"{path}: no such data file (data.path points at {root})")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    # read bytes and decode line by line, so that a bad byte is reported with its line
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{lineno}: not UTF-8 ({err.reason} at byte {err.start})") from None
             if not line.strip():
                 continue
             try:
@@ -124,6 +132,21 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     with Path(path).open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+@contextmanager
+def staged_dir(path: str | Path) -> Iterator[Path]:
+    """A folder written as a whole: files go to ``<path>.partial``, which replaces ``path`` only
+    when the block finishes, so a job killed between two of its files leaves no folder that
+    looks complete (a failed block leaves only the ``.partial`` folder, cleared next time)."""
+    path = Path(path)
+    staging = path.with_name(path.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    yield staging
+    if path.exists():
+        shutil.rmtree(path)
+    staging.replace(path)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -1,20 +1,19 @@
-from pathlib import Path
-
+from icldistill.data import staged_dir
 from icldistill.logs import to_file
 from icldistill.prompts import write_prompt_files
 
 to_file(snakemake.log[0])
 p = snakemake.params
-out = Path(snakemake.output.prompts)
-write_prompt_files(
-    p.model_path,
-    snakemake.wildcards.task,
-    p.languages,
-    list(snakemake.input.data),
-    list(snakemake.input.pool),
-    [str(out / f"{lang}.json") for lang in p.languages],
-    k=int(snakemake.wildcards.shots),
-    seed=p.seed,
-    resample=p.resample,
-    trust_remote_code=p.trust_remote_code,
-)
+with staged_dir(snakemake.output.prompts) as out:
+    write_prompt_files(
+        p.model_path,
+        snakemake.wildcards.task,
+        p.languages,
+        list(snakemake.input.data),
+        list(snakemake.input.pool),
+        [str(out / f"{lang}.json") for lang in p.languages],
+        k=int(snakemake.wildcards.shots),
+        seed=p.seed,
+        resample=p.resample,
+        trust_remote_code=p.trust_remote_code,
+    )

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import torch
 
+from icldistill.data import staged_dir
 from icldistill.inference import run_inference
 from icldistill.logs import to_file
 
@@ -10,16 +11,17 @@ def main():
     to_file(snakemake.log[0])
     torch.set_num_threads(snakemake.threads)
     p = snakemake.params
-    prompts, out = Path(snakemake.input.prompts), Path(snakemake.output.predictions)
-    run_inference(
-        p.model_path,
-        snakemake.wildcards.task,
-        [str(prompts / f"{lang}.json") for lang in p.languages],
-        list(snakemake.input.data),
-        [str(out / f"{lang}.jsonl") for lang in p.languages],
-        p.settings,
-        adapter=snakemake.input.adapter[0] if snakemake.input.adapter else None,
-    )
+    prompts = Path(snakemake.input.prompts)
+    with staged_dir(snakemake.output.predictions) as out:
+        run_inference(
+            p.model_path,
+            snakemake.wildcards.task,
+            [str(prompts / f"{lang}.json") for lang in p.languages],
+            list(snakemake.input.data),
+            [str(out / f"{lang}.jsonl") for lang in p.languages],
+            p.settings,
+            adapter=snakemake.input.adapter[0] if snakemake.input.adapter else None,
+        )
 
 
 # vLLM starts its engine in spawned processes that import this module again

@@ -32,13 +32,21 @@ class QA(Task):
             if not isinstance(row[name], str) or not row[name].strip():
                 raise RowError(f"field {name!r} must be a non-empty string")
         answers = row["answers"]
-        if not isinstance(answers, dict) or not answers.get("text"):
+        if not isinstance(answers, dict) or not isinstance(answers.get("text"), list) or not answers["text"]:
             raise RowError("field 'answers' needs a non-empty 'text' list")
         texts, starts = answers["text"], answers.get("answer_start", [])
-        if len(texts) != len(starts):
-            raise RowError("answers 'text' and 'answer_start' differ in length")
+        if not isinstance(starts, list) or len(texts) != len(starts):
+            raise RowError("answers 'answer_start' must be a list as long as 'text'")
         for text, start in zip(texts, starts, strict=True):
-            if not isinstance(start, int) or start < 0 or row["context"][start : start + len(text)] != text:
+            # an empty text would match at any offset, even one outside the context
+            if not isinstance(text, str) or not text:
+                raise RowError(f"answer {text!r} is not a non-empty string")
+            if (
+                not isinstance(start, int)
+                or isinstance(start, bool)
+                or start < 0
+                or row["context"][start : start + len(text)] != text
+            ):
                 raise RowError(f"answer {text!r} is not at offset {start} of the context")
 
     def from_hf(self, row: Row, features: Any = None) -> Row:

@@ -35,9 +35,10 @@ class TaggingTask(Task):
             raise RowError(
                 f"{self.tag_field} has {len(tags) if isinstance(tags, list) else '?'} tags for {len(tokens)} tokens"
             )
-        unknown = sorted({t for t in tags if t not in self.labels})
+        # by repr: a tag may be any JSON value, and lists and objects are not hashable
+        unknown = sorted({repr(t) for t in tags if t not in self.labels})
         if unknown:
-            raise RowError(f"unknown tags {unknown}")
+            raise RowError(f"unknown tags [{', '.join(unknown)}]")
 
     def from_hf(self, row: Row, features: Any = None) -> Row:
         tags = row[self.tag_field]
