@@ -69,10 +69,15 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def write_config(workdir: Path, config: dict) -> None:
+    """``workdir/config.yaml``, keys in ``config``'s order (as a user writes them)."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
 def run_grid(tmp_path_factory, name: str, config: dict) -> Path:
     """A fresh working folder ``name`` with ``config``, run to the end on 2 cores."""
     workdir = tmp_path_factory.mktemp(name)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_config(workdir, config)
     _snakemake(workdir, "--cores", "2")
     return workdir
 
@@ -137,11 +142,11 @@ def test_second_run_has_nothing_to_do_and_report_renders(finished_run):
 def test_config_change_reruns_only_affected_jobs(finished_run, tiny_model_dir):
     cfg = _config(tiny_model_dir)
     cfg["scoring"]["pa"] = "loglik"
-    (finished_run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    write_config(finished_run, cfg)
     try:
         dry = _snakemake(finished_run, "-n", "--cores", "1")
     finally:
-        (finished_run / "config.yaml").write_text(yaml.safe_dump(_config(tiny_model_dir)))
+        write_config(finished_run, _config(tiny_model_dir))
     out = dry.stdout
     counts = {}
     for line in out.splitlines():
@@ -155,11 +160,11 @@ def test_config_change_reruns_only_affected_jobs(finished_run, tiny_model_dir):
 
 
 def _planned(finished_run, cfg) -> dict[str, int]:
-    (finished_run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    write_config(finished_run, cfg)
     try:
         out = _snakemake(finished_run, "-n", "--cores", "1").stdout
     finally:
-        (finished_run / "config.yaml").write_text(yaml.safe_dump(_config(cfg["models"]["tiny"]["path"])))
+        write_config(finished_run, _config(cfg["models"]["tiny"]["path"]))
     table = out[out.index("Job stats:") :].split("\n\n")[0].splitlines()
     return {p[0]: int(p[1]) for p in (line.split() for line in table) if len(p) == 2 and p[1].isdigit()}
 

@@ -8,10 +8,9 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
 from .conftest import small_grid_config
-from .test_e2e import _snakemake, run_grid
+from .test_e2e import _snakemake, run_grid, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -114,11 +113,11 @@ def test_report_has_sweep_and_dynamic_sections_and_figures(lambda_run):
 
 
 def test_changing_one_sweep_value_replans_only_that_member(lambda_run, tiny_model_dir):
-    (lambda_run / "config.yaml").write_text(yaml.safe_dump(_config(tiny_model_dir, (0, 0.2, 0.5)), sort_keys=False))
+    write_config(lambda_run, _config(tiny_model_dir, (0, 0.2, 0.5)))
     try:
         out = _snakemake(lambda_run, "-n", "--cores", "1").stdout
     finally:
-        (lambda_run / "config.yaml").write_text(yaml.safe_dump(_config(tiny_model_dir), sort_keys=False))
+        write_config(lambda_run, _config(tiny_model_dir))
     table = out[out.index("Job stats:") :].split("\n\n")[0].splitlines()
     counts = {p[0]: int(p[1]) for p in (line.split() for line in table) if len(p) == 2 and p[1].isdigit()}
     # λ = 0.2 trains and is evaluated (test and dev) per task; the choice and best cells follow

@@ -11,14 +11,13 @@ import statistics
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from icldistill.aggregate import cell_terms
 from icldistill.data import stable_seed
 from icldistill.stats import cell_interval, paired_difference
 
 from .conftest import small_grid_config
-from .test_e2e import _snakemake, run_grid
+from .test_e2e import _snakemake, run_grid, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -130,11 +129,11 @@ def test_report_shows_means_with_spread_and_intervals(seeds_run):
 
 
 def test_adding_a_seed_trains_only_that_seed(seeds_run, tiny_model_dir):
-    (seeds_run / "config.yaml").write_text(yaml.safe_dump(_config(tiny_model_dir, seeds=(0, 1, 2)), sort_keys=False))
+    write_config(seeds_run, _config(tiny_model_dir, seeds=(0, 1, 2)))
     try:
         plan = _snakemake(seeds_run, "-n", "--quiet", "rules").stdout
     finally:
-        (seeds_run / "config.yaml").write_text(yaml.safe_dump(_config(tiny_model_dir), sort_keys=False))
+        write_config(seeds_run, _config(tiny_model_dir))
     counts = {
         line.split()[0]: int(line.split()[1])
         for line in plan.splitlines()
