@@ -11,6 +11,19 @@ ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "resources" / "xtreme-mini"
 SHARED = ROOT.parent / "shared"
 
+#: one hand-written valid row per task (QA needs an ``id`` added), with known answers
+SAMPLE_ROWS = {
+    "nli": {"premise": "A man sleeps.", "hypothesis": "A man is awake.", "label": "contradiction"},
+    "pa": {"sentence1": "Anna lives in Paris.", "sentence2": "Paris is where Anna lives.", "label": 1},
+    "qa": {
+        "context": "The river Volga flows into the Caspian Sea.",
+        "question": "Where does the Volga flow?",
+        "answers": {"text": ["the Caspian Sea"], "answer_start": [27]},
+    },
+    "ner": {"tokens": ["Anna", "lives", "in", "Paris"], "ner_tags": ["B-PER", "O", "O", "B-LOC"]},
+    "pos": {"tokens": ["Anna", "lives", "in", "Paris"], "pos_tags": ["PROPN", "VERB", "ADP", "PROPN"]},
+}
+
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
     "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"

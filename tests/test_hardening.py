@@ -29,7 +29,7 @@ from icldistill.metrics import score
 from icldistill.models import eos_token_ids
 from icldistill.tasks import get_task
 
-from .conftest import MINI, ROOT, small_grid_config
+from .conftest import MINI, ROOT, SAMPLE_ROWS, small_grid_config
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
@@ -267,17 +267,7 @@ def test_a_line_that_is_not_utf8_is_rejected_with_file_and_line(tmp_path):
 
 
 # -- outputs that do not parse, and endless ones ------------------------------------------------
-REFS = {
-    "nli": {"premise": "A man sleeps.", "hypothesis": "A man is awake.", "label": "contradiction"},
-    "pa": {"sentence1": "Anna lives in Paris.", "sentence2": "Paris is where Anna lives.", "label": 1},
-    "qa": {
-        "context": "The river Volga flows into the Caspian Sea.",
-        "question": "Where does the Volga flow?",
-        "answers": {"text": ["the Caspian Sea"], "answer_start": [27]},
-    },
-    "ner": {"tokens": ["Anna", "lives", "in", "Paris"], "ner_tags": ["B-PER", "O", "O", "B-LOC"]},
-    "pos": {"tokens": ["Anna", "lives", "in", "Paris"], "pos_tags": ["PROPN", "VERB", "ADP", "PROPN"]},
-}
+REFS = SAMPLE_ROWS
 UNPARSABLE = ["", "§§ ~~ 12 zz", "the " * 5000]
 #: what each unparsable output scores, per example
 ZERO = {

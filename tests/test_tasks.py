@@ -6,6 +6,8 @@ import pytest
 
 from icldistill.tasks import NO_MATCH, TASKS, get_task, valid_pairs
 
+from .conftest import SAMPLE_ROWS
+
 
 def test_registry_and_coverage_declared_once():
     assert list(TASKS) == ["nli", "pa", "qa", "ner", "pos"]
@@ -74,21 +76,16 @@ def test_pos_parser_uses_no_match_filler():
 
 
 def test_answers_round_trip_through_their_parser():
-    rows = {
-        "nli": {"premise": "p", "hypothesis": "h", "label": "neutral"},
-        "pa": {"sentence1": "a", "sentence2": "b", "label": 1},
-        "qa": {
-            "id": "1",
-            "context": "in 1998",
-            "question": "when?",
-            "answers": {"text": ["1998"], "answer_start": [3]},
-        },
-        "ner": {"tokens": ["Rome", "."], "ner_tags": ["B-LOC", "O"]},
-        "pos": {"tokens": ["Rome", "."], "pos_tags": ["PROPN", "PUNCT"]},
+    expected = {
+        "nli": "contradiction",
+        "pa": "yes",
+        "qa": "the Caspian Sea",
+        "ner": ["B-PER", "O", "O", "B-LOC"],
+        "pos": ["PROPN", "VERB", "ADP", "PROPN"],
     }
-    expected = {"nli": "neutral", "pa": "yes", "qa": "1998", "ner": ["B-LOC", "O"], "pos": ["PROPN", "PUNCT"]}
-    for task_id, row in rows.items():
+    for task_id, row in SAMPLE_ROWS.items():
         task = get_task(task_id)
+        row = row | {"id": "1"}
         task.check_row(row)
         assert task.parse(task.answer(row), row) == expected[task_id]
         assert task.user_message(row).endswith(":")
