@@ -298,7 +298,7 @@ def test_reference_rows_are_valid():
 @pytest.mark.parametrize("task", list(REFS))
 def test_empty_garbage_and_endless_filler_outputs_score_zero_with_failures_counted(task):
     result = score(task, "en", UNPARSABLE, _refs(task, 3))
-    expected = {metric: 0.0 for metric in METRICS[task]} | {"n": 3}
+    expected = {metric: 0.0 for metric in METRICS[task]} | {"n": 3, "think_blocks": 0}
     # QA's parser takes any non-empty first line as the answer: only "" does not parse; the
     # other two normalise to "12 zz" and to nothing ("the" is an article) and score 0
     expected["parse_failures"] = 1 if task == "qa" else 3
@@ -327,7 +327,7 @@ def test_empty_garbage_and_endless_filler_outputs_score_zero_with_failures_count
 def test_endless_repeated_answer_is_parsed_cut_and_scored_exactly(task, output, expected, per_example):
     assert len(output) >= 20000
     result = score(task, "en", [output], _refs(task, 1))
-    assert result.pop("n") == 1 and result.pop("parse_failures") == 0
+    assert result.pop("n") == 1 and result.pop("parse_failures") == 0 and result.pop("think_blocks") == 0
     if task in ("ner", "pos"):
         assert result.pop("length_mismatches") == 1
     examples = result.pop("per_example")
@@ -368,7 +368,7 @@ def test_endless_generation_is_cut_at_max_new_tokens_and_the_cell_still_scores(
     monkeypatch.setattr(hf, "HFBackend", Recording)
     tokenizer = load_tokenizer(tiny_model_dir)
     rows = data.read_local(MINI, task, "test", "de")[:3]
-    prompts = build_prompts(tokenizer, get_task(task), rows, [], 0, 1, "de")
+    prompts = build_prompts(tokenizer, get_task(task), rows)
     prompt_file, data_file = tmp_path / "de.json", tmp_path / "test.de.jsonl"
     data.write_json(prompt_file, prompts.to_json({"task": task, "language": "de", "shots": 0}))
     data.write_jsonl(data_file, rows)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from icldistill.aggregate import collect_cells, mean_over_seeds, score_cell
+from icldistill.data import write_jsonl
 from icldistill.metrics import mlqa, score
+
+from .conftest import SAMPLE_ROWS
 
 
 @pytest.mark.parametrize(
@@ -105,3 +112,63 @@ def test_score_pos_token_accuracy_aligned_by_position():
 def test_score_rejects_misaligned_inputs():
     with pytest.raises(ValueError, match="2 predictions for 1 references"):
         score("nli", "en", ["a", "b"], [{"label": "neutral"}])
+
+
+#: hand-written Qwen3-style outputs for the NLI sample row (gold: contradiction)
+THINKING_OUTPUTS = [
+    "<think>\nA sleeping man could be neutral here... no, asleep is not awake.\n</think>\n\ncontradiction",
+    "<think>\nHmm, maybe neutral? The man sleeps, so",  # generation budget ran out in the block
+    "contradiction",
+    "I cannot tell",
+]
+
+
+def test_score_drops_think_blocks_and_counts_them():
+    refs = [SAMPLE_ROWS["nli"]] * 4
+    result = score("nli", "en", THINKING_OUTPUTS, refs)
+    # closed block then the gold label: correct; unclosed block: does not parse
+    assert [e["correct"] for e in result["per_example"]] == [1.0, 0.0, 1.0, 0.0]
+    assert result["accuracy"] == 50.0
+    assert result["parse_failures"] == 2
+    assert result["think_blocks"] == 2
+
+
+def test_tag_length_is_checked_after_the_think_block():
+    row = SAMPLE_ROWS["pos"]
+    outputs = [
+        "<think>\nAnna is a name, lives a verb.\n</think>\nPROPN VERB ADP PROPN",
+        "<think>\nPROPN VERB ADP PROPN",
+    ]
+    result = score("pos", "en", outputs, [row, row])
+    assert result["accuracy"] == 50.0
+    assert (result["parse_failures"], result["think_blocks"], result["length_mismatches"]) == (1, 2, 0)
+
+
+def _score_nli_cell(tmp_path, name: str, outputs: list[str]) -> str:
+    """Score ``outputs`` against the NLI sample row as one cell; return its metrics file."""
+    refs = [SAMPLE_ROWS["nli"] | {"id": f"x{i}"} for i in range(len(outputs))]
+    write_jsonl(tmp_path / f"{name}.data.jsonl", refs)
+    write_jsonl(
+        tmp_path / f"{name}.pred.jsonl", [{"id": r["id"], "output": o} for r, o in zip(refs, outputs, strict=True)]
+    )
+    meta = {"model": "M", "model_id": "org/m", "task": "nli", "condition": name, "language": "en"}
+    out = tmp_path / f"{name}.json"
+    score_cell(tmp_path / f"{name}.pred.jsonl", tmp_path / f"{name}.data.jsonl", out, meta)
+    return str(out)
+
+
+def test_metrics_record_and_cells_carry_think_blocks_and_parse_failure_rate(tmp_path):
+    thinking = _score_nli_cell(tmp_path, "thinking", THINKING_OUTPUTS)
+    record = json.loads(Path(thinking).read_text(encoding="utf-8"))
+    assert record["parse_failures"] == 2 and record["extra"] == {"think_blocks": 2}
+    plain = _score_nli_cell(tmp_path, "plain", ["contradiction"] * 4)
+    mean = tmp_path / "mean.json"
+    averaged = mean_over_seeds([thinking, plain], [0, 1], "mean", mean)
+    assert averaged["parse_failures"] == 1.0 and averaged["extra"] == {"think_blocks": 1.0}
+    cells = collect_cells([thinking, plain, mean], resamples=20)
+    # the rate is appended after the columns cells.csv had before it
+    assert list(cells.columns) == [
+        *("model", "task", "condition", "language", "metric", "value", "n", "parse_failures", "model_id"),
+        *("ci_low", "ci_high", "seeds", "seed_sd", "parse_failure_rate"),
+    ]
+    assert cells.set_index("condition")["parse_failure_rate"].to_dict() == {"thinking": 0.5, "plain": 0.0, "mean": 0.25}

@@ -496,6 +496,7 @@ def test_sweep_section_sits_between_conditions_and_analysis(sweep_text):
         "## Distilled (best λ)",
         *(f"## {label}" for label in DYNAMIC_LABELS),
         "## λ Sweep",
+        "## Parse Failures",
         "## Analysis",
     ]
 
@@ -803,3 +804,45 @@ def test_paired_tests_bold_by_evidence_and_print_intervals(tmp_path):
     assert ner_dynamic[column].startswith("**")
     # a comparison without a test is shown plain, and the Avg row over tasks is never bold
     assert not any(cell.startswith("**") for cell in dynamic["rows"][-1][2:-1])
+
+
+# --- parse failures ---------------------------------------------------------------------------
+
+
+def parse_failure_cells(**columns) -> pd.DataFrame:
+    """Two NLI Base cells of 8 outputs: EN with 7 that did not parse, DE with 1."""
+    cells = make_cells([("M", "nli", "base", "en", "accuracy", 12.5), ("M", "nli", "base", "de", "accuracy", 50.0)])
+    return cells.assign(n=8, **columns)
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [{"parse_failure_rate": [0.875, 0.125]}, {"parse_failures": [7, 1]}],  # the rate, or counts of an older table
+)
+def test_cells_with_many_parse_failures_are_marked_and_listed(tmp_path, columns):
+    text = render_report(parse_failure_cells(**columns), tmp_path).read_text(encoding="utf-8")
+    rendered = seed_tables.parse_tables(text)
+    assert rendered[("Base", "NLI (Acc %)")]["rows"] == [["M", "12.5†", "50.0", "**31.3**"]]
+    listed = rendered[("Parse Failures",)]
+    assert listed["header"] == ["Model", "Task", "Condition", "Language", "Not parsed"]
+    assert listed["rows"] == [["M", "NLI", "Base", "EN", "87.5 %"]]
+    assert "> † after a value: more than 20 % of the cell's outputs did not parse." in text
+    assert "They count as wrong" in text
+
+
+def test_parse_failure_threshold_is_exclusive_and_one_constant(tmp_path, monkeypatch):
+    cells = tables.tidy_cells(parse_failure_cells(parse_failure_rate=[0.2, math.nan]))
+    assert tables.parse_failure_cells(cells).empty  # exactly 20 % is not more than 20 %
+    monkeypatch.setattr(tables, "PARSE_FAILURE_THRESHOLD", 0.1)
+    assert tables.parse_failure_cells(cells)["language"].tolist() == ["en"]
+    text = render_report(cells, tmp_path).read_text(encoding="utf-8")
+    assert "more than 10 % of outputs" in text and "| M | 12.5† | 50.0 |" in text
+
+
+def test_no_parse_failures_say_so_in_one_line(seed_render):
+    # the seed table has neither rates nor counts: no failures known
+    text = seed_render.read_text(encoding="utf-8")
+    section = text[text.index("## Parse Failures") : text.index("## Analysis")]
+    assert "No cell has more than 20 % of outputs that did not parse." in section
+    assert "†" not in text and ("Parse Failures",) not in seed_tables.parse_tables(text)
+    assert tables.read_cells(SEED_CELLS)["parse_failure_rate"].isna().all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from icldistill.tasks import NO_MATCH, TASKS, get_task, valid_pairs
+from icldistill.tasks import NO_MATCH, TASKS, get_task, starts_with_think, strip_think, valid_pairs
 
 from .conftest import SAMPLE_ROWS
 
@@ -97,3 +97,38 @@ def test_tag_budget_scales_with_length_and_respects_cap():
     assert ner.generation_budget({"tokens": ["x"] * 500}, default=64) == 64
     assert get_task("pos").generation_budget({"tokens": ["x"] * 5}) == 23
     assert get_task("nli").generation_budget({}, default=4) == 4
+
+
+#: reasoning a think block may hold before the answer; each would parse to a wrong answer
+THINK_DECOYS = {
+    "nli": "Sleeping and awake... entailment? No.",
+    "pa": "At first no, but the meaning is the same.",
+    "qa": "The river Volga is in Russia.",
+    "ner": "O O O O",
+    "pos": "NOUN NOUN NOUN NOUN",
+}
+
+
+@pytest.mark.parametrize("task_id", list(SAMPLE_ROWS))
+def test_parsers_drop_a_leading_think_block(task_id):
+    task, row = get_task(task_id), SAMPLE_ROWS[task_id]
+    expected = task.parse(task.answer(row), row)
+    closed = f"<think>\n{THINK_DECOYS[task_id]}\n</think>\n\n{task.answer(row)}"
+    assert task.parse(closed, row) == expected
+    assert task.parse(f"\n{closed}", row) == expected  # leading whitespace before the block
+    # cut off by the generation budget inside the block: nothing after it, even with the answer in it
+    assert task.parse(f"<think>\n{THINK_DECOYS[task_id]} {task.answer(row)}", row) is None
+
+
+def test_strip_think_only_at_the_start():
+    assert strip_think("<think>a</think> b <think>c</think>") == " b <think>c</think>"
+    assert strip_think("<think></think>neutral") == "neutral"
+    assert strip_think("  <think>\nstill thinking") is None
+    assert strip_think("neutral <think>x</think>") == "neutral <think>x</think>"
+    assert get_task("nli").parse("neutral <think>entailment</think>", {}) == "neutral"
+    assert [starts_with_think(o) for o in ("<think>x</think>y", " <think>x", "x<think>", "</think>")] == [
+        True,
+        True,
+        False,
+        False,
+    ]

@@ -12,13 +12,24 @@ from .metrics import score
 from .stats import DEFAULT_RESAMPLES, cell_interval, ratio_terms
 from .tasks import get_task
 
-CELL_COLUMNS = [*vocab.CELL_COLUMNS, "parse_failures", "model_id", "ci_low", "ci_high", "seeds", "seed_sd"]
+CELL_COLUMNS = [
+    *vocab.CELL_COLUMNS,
+    "parse_failures",
+    "model_id",
+    "ci_low",
+    "ci_high",
+    "seeds",
+    "seed_sd",
+    "parse_failure_rate",
+]
 
 
 def score_cell(
     predictions_file: str | Path, data_file: str | Path, out_file: str | Path, meta: dict[str, Any]
 ) -> dict[str, Any]:
-    """Score one cell's predictions against its data and write the metrics file."""
+    """Score one cell's predictions against its data and write the metrics file: ``n``,
+    ``parse_failures``, the task's ``metrics``, the other counts of :func:`~icldistill.metrics.score`
+    (``think_blocks``, ``length_mismatches``) under ``extra``, and the ``per_example`` scores."""
     predictions = read_jsonl(predictions_file)
     references = read_jsonl(data_file)
     if [p["id"] for p in predictions] != [r["id"] for r in references]:
@@ -83,11 +94,21 @@ def cell_terms(record: dict[str, Any], metric: str):
     return [ratio_terms(record["task"], metric, per_example) for per_example in replicates(record)]
 
 
+def parse_failure_rate(parse_failures: float, n: int) -> float | None:
+    """The fraction (0–1, 4 decimals) of a cell's outputs that did not parse; None without outputs.
+
+    A cell averaged over seeds (:func:`mean_over_seeds`) holds the mean count per seed, so its
+    rate is the mean of the seeds' rates.
+    """
+    return round(parse_failures / n, 4) if n else None
+
+
 def collect_cells(metric_files: list[str | Path], resamples: int = DEFAULT_RESAMPLES, seed: int = 0):
     """One row per (model, task, condition, language, metric), as a pandas DataFrame, with the
     95 % bootstrap interval of each value (``ci_low``, ``ci_high``; :mod:`icldistill.stats`,
-    ``resamples`` resamples seeded from ``seed`` per (model, task, language, metric)) and, for
-    trained conditions, the number of training seeds and the standard deviation over them."""
+    ``resamples`` resamples seeded from ``seed`` per (model, task, language, metric)), for
+    trained conditions the number of training seeds and the standard deviation over them, and
+    the cell's :func:`parse_failure_rate` (a fraction, the same for every metric of the cell)."""
     import pandas as pd
 
     rows = []
@@ -114,6 +135,7 @@ def collect_cells(metric_files: list[str | Path], resamples: int = DEFAULT_RESAM
                     "ci_high": round(high, 4),
                     "seeds": len(rec.get("seeds", [])) or None,
                     "seed_sd": None if spread is None else round(spread, 4),
+                    "parse_failure_rate": parse_failure_rate(rec["parse_failures"], rec["n"]),
                 }
             )
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
@@ -157,7 +179,7 @@ def render_partial(
     missing = [
         {"model": name, "task": task, "condition": cond, "language": lang, "metric": PRIMARY_METRIC.get(task, "score")}
         | {"value": None, "n": 0, "parse_failures": 0, "model_id": model_id}
-        | {"ci_low": None, "ci_high": None, "seeds": None, "seed_sd": None}
+        | {"ci_low": None, "ci_high": None, "seeds": None, "seed_sd": None, "parse_failure_rate": None}
         for name, model_id, task, cond, lang in expected or ()
         if (model_id, task, cond, lang) not in have
     ]

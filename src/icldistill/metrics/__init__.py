@@ -7,8 +7,10 @@ Public API::
 ``predictions`` are raw model outputs (parsed here with the task's parser), ``references`` are
 rows in the local data layout (``google/xtreme`` field names). The result holds the task's
 metrics on a 0–100 scale (``accuracy``; ``exact_match`` and ``f1``; or entity ``f1`` with
-``precision`` and ``recall``), ``n``, ``parse_failures`` and ``per_example`` scores. Outputs that
-do not parse count as wrong.
+``precision`` and ``recall``), ``n``, ``parse_failures``, ``think_blocks`` (outputs opening with a
+``<think>`` block, which the parser drops first: see :func:`icldistill.tasks.strip_think`; an
+unclosed one is also a parse failure), for tag tasks ``length_mismatches``, and ``per_example``
+scores. Outputs that do not parse count as wrong.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..tasks import NO_MATCH, get_task
+from ..tasks import NO_MATCH, get_task, starts_with_think, strip_think
 from . import mlqa
 
 
@@ -101,9 +103,10 @@ def score(task: str, lang: str, predictions: Sequence[str], references: Sequence
     result: dict[str, Any] = dict(metrics)
     result["n"] = len(references)
     result["parse_failures"] = sum(p is None for p in parsed)
+    result["think_blocks"] = sum(starts_with_think(o) for o in predictions)
     if spec.answer_format == "tags":
         result["length_mismatches"] = sum(
-            p is not None and len(_raw_tags(o)) != len(r["tokens"])
+            p is not None and len(_raw_tags(strip_think(o))) != len(r["tokens"])
             for p, o, r in zip(parsed, predictions, references, strict=True)
         )
     result["per_example"] = per_example

@@ -47,10 +47,25 @@ TRAINING_TABLE = "results/tables/training.csv"
 #: Marks the λ chosen on the dev split in the λ Sweep tables.
 CHOSEN_MARK = "✓"
 
+#: Follows a per-condition table value when more than ``tables.PARSE_FAILURE_THRESHOLD`` of the
+#: cell's outputs did not parse.
+PARSE_FAILURE_MARK = "†"
+
 
 def fmt(value: float, suffix: str = "") -> str:
     """One-decimal number (with ``suffix``), or ``—`` for a cell without a result."""
     return tables.MISSING if pd.isna(value) else f"{tables.decimal1(value)}{suffix}"
+
+
+def percent(fraction: float) -> str:
+    """A fraction as a one-decimal percentage (``0.875`` → ``87.5 %``)."""
+    return f"{tables.decimal1(100 * fraction)} %"
+
+
+def marked(value: float, flagged: bool) -> str:
+    """:func:`fmt` of a cell's value, followed by :data:`PARSE_FAILURE_MARK` when ``flagged``."""
+    text = fmt(value)
+    return f"{text}{PARSE_FAILURE_MARK}" if flagged and not pd.isna(value) else text
 
 
 def bold(text: str) -> str:
@@ -105,12 +120,14 @@ def language_section_table(
     models: list[str],
     languages: list[str],
 ) -> dict:
-    """Model × language table (values, bold Avg) of one condition, task and metric."""
+    """Model × language table (values, bold Avg) of one condition, task and metric; a value whose
+    cell has too many unparsed outputs (:func:`tables.parse_failure_flags`) carries :data:`PARSE_FAILURE_MARK`."""
     grid = tables.language_table(cells, condition, task, metric, models, languages)
+    flags = tables.parse_failure_flags(cells, condition, task, metric, models, languages)
     rows = [
         [
             model,
-            *(fmt(grid.at[model, lang]) for lang in languages),
+            *(marked(grid.at[model, lang], flags.at[model, lang]) for lang in languages),
             bold(fmt(grid.at[model, "Avg"])),
         ]
         for model in models
@@ -192,6 +209,22 @@ def interval_context(
         blocks.append({"heading": f"### {task_title(task)}", "table": table(header, body)})
     seeds = own.loc[own["condition"].isin(conditions), "seeds"].max()
     return {"model": focus_model, "blocks": blocks, "seeds": 1 if pd.isna(seeds) else int(seeds)}
+
+
+def parse_failure_context(cells: pd.DataFrame, conditions: pd.DataFrame | None, labels: Mapping[str, str]) -> dict:
+    """The Parse Failures section: the threshold, the mark, and a Model | Task | Condition |
+    Language | Not parsed table of :func:`tables.parse_failure_cells` (None when no cell exceeds
+    the threshold)."""
+    flagged = tables.parse_failure_cells(cells, conditions)
+    rows = [
+        [row.model, row.task.upper(), labels[row.condition], language_label(row.language), percent(row.rate)]
+        for row in flagged.rename(columns={tables.PARSE_FAILURE_RATE: "rate"}).itertuples()
+    ]
+    return {
+        "threshold": f"{100 * tables.PARSE_FAILURE_THRESHOLD:g} %",
+        "mark": PARSE_FAILURE_MARK,
+        "table": table(["Model", "Task", "Condition", "Language", "Not parsed"], rows) if rows else None,
+    }
 
 
 def count_phrase(held: int, total: int) -> str:
@@ -547,6 +580,7 @@ def build_context(
         "sweep": sweep_context(cells, conditions_table, selection, focus_model, labels),
         "dynamic": dynamic_context(overview, conditions_table, labels, tests),
         "intervals": interval_context(cells, focus_model, conditions, labels),
+        "parse_failures": parse_failure_context(cells, conditions_table, labels),
     }
 
 

@@ -24,6 +24,9 @@ CELL_COLUMNS: tuple[str, ...] = vocab.CELL_COLUMNS
 #: trained with several seeds, their number and the standard deviation over them.
 CELL_UNCERTAINTY: tuple[str, ...] = ("ci_low", "ci_high", "seeds", "seed_sd")
 
+#: Optional ``cells.csv`` column: the fraction (0–1) of a cell's outputs that did not parse.
+PARSE_FAILURE_RATE = "parse_failure_rate"
+
 #: The columns naming one cell of one metric.
 CELL_KEY: tuple[str, ...] = ("model", "task", "condition", "language", "metric")
 
@@ -40,6 +43,9 @@ PARITY_PP = 1.0
 #: A regression at least this large (in percentage points) is called "large".
 LARGE_GAP_PP = 5.0
 
+#: A cell where more than this fraction of outputs did not parse is marked and listed in the report.
+PARSE_FAILURE_THRESHOLD = 0.2
+
 #: What the report shows for a cell without a result.
 MISSING = "—"
 
@@ -53,7 +59,8 @@ def read_cells(path: str | PathLike) -> pd.DataFrame:
 
 def tidy_cells(raw: pd.DataFrame) -> pd.DataFrame:
     """Return the seven ``cells.csv`` columns with ids as stripped strings and numeric values,
-    then the :data:`CELL_UNCERTAINTY` columns (NaN where absent or empty).
+    then the :data:`CELL_UNCERTAINTY` columns (NaN where absent or empty) and
+    :data:`PARSE_FAILURE_RATE` (see :func:`parse_failure_rates`).
 
     Other columns are dropped. An empty or non-numeric ``value`` becomes NaN: the cell is in the
     grid but has no result. When a cell/metric appears twice, the last row wins.
@@ -67,10 +74,29 @@ def tidy_cells(raw: pd.DataFrame) -> pd.DataFrame:
     cells["value"] = pd.to_numeric(cells["value"], errors="coerce")
     cells["n"] = pd.to_numeric(cells["n"], errors="coerce")
     for column in CELL_UNCERTAINTY:
-        values = raw[column] if column in raw.columns else pd.Series(math.nan, index=raw.index)
-        cells[column] = pd.to_numeric(values, errors="coerce")
+        cells[column] = _numbers(raw, column)
+    cells[PARSE_FAILURE_RATE] = parse_failure_rates(raw)
     cells = cells.drop_duplicates(subset=list(CELL_KEY), keep="last")
     return cells.reset_index(drop=True)
+
+
+def _numbers(raw: pd.DataFrame, column: str) -> pd.Series:
+    """A column as numbers: NaN where absent, empty or not numeric."""
+    values = raw[column] if column in raw.columns else pd.Series(math.nan, index=raw.index)
+    return pd.to_numeric(values, errors="coerce")
+
+
+def parse_failure_rates(raw: pd.DataFrame) -> pd.Series:
+    """Each row's fraction of outputs that did not parse: the :data:`PARSE_FAILURE_RATE` column,
+    else (tables written before it) ``parse_failures / n``; NaN where neither is known, which the
+    report treats as no failures."""
+    n = _numbers(raw, "n")
+    return _numbers(raw, PARSE_FAILURE_RATE).fillna(_numbers(raw, "parse_failures") / n.where(n > 0))
+
+
+def too_many_parse_failures(rates: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """Whether each rate exceeds :data:`PARSE_FAILURE_THRESHOLD` (False where unknown)."""
+    return rates.astype(float) > PARSE_FAILURE_THRESHOLD
 
 
 def _canonical_then_rest(present: Iterable[str], canonical: Iterable[str]) -> list[str]:
@@ -153,12 +179,64 @@ def language_table(
     Rows follow ``models`` and columns ``languages``; a cell without a result is NaN. ``Avg`` is
     the mean of the row's available languages (NaN when it has none).
     """
-    selected = cells[(cells["condition"] == condition) & (cells["task"] == task) & (cells["metric"] == metric)]
-    grid = selected.set_index(["model", "language"])["value"].unstack()
-    grid = grid.reindex(index=list(models), columns=list(languages)).astype(float)
+    grid = _model_language_grid(cells, condition, task, metric, models, languages, "value")
     grid["Avg"] = grid.mean(axis=1, skipna=True)
+    return grid
+
+
+def parse_failure_flags(
+    cells: pd.DataFrame,
+    condition: str,
+    task: str,
+    metric: str,
+    models: Sequence[str],
+    languages: Sequence[str],
+) -> pd.DataFrame:
+    """Model × language booleans beside :func:`language_table`: whether more than
+    :data:`PARSE_FAILURE_THRESHOLD` of the cell's outputs did not parse."""
+    rates = _model_language_grid(cells, condition, task, metric, models, languages, PARSE_FAILURE_RATE)
+    return too_many_parse_failures(rates)
+
+
+def _model_language_grid(
+    cells: pd.DataFrame,
+    condition: str,
+    task: str,
+    metric: str,
+    models: Sequence[str],
+    languages: Sequence[str],
+    column: str,
+) -> pd.DataFrame:
+    """Model × language floats of ``column`` for one condition, task and metric (NaN where absent)."""
+    selected = cells[(cells["condition"] == condition) & (cells["task"] == task) & (cells["metric"] == metric)]
+    grid = selected.set_index(["model", "language"])[column].unstack()
+    grid = grid.reindex(index=list(models), columns=list(languages)).astype(float)
     grid.index.name, grid.columns.name = "model", None
     return grid
+
+
+def parse_failure_cells(cells: pd.DataFrame, conditions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The cells where more than :data:`PARSE_FAILURE_THRESHOLD` of outputs did not parse.
+
+    One row per (model, task, condition, language) — the rate is the cell's, shared by its
+    metrics — with columns model, task, condition, language and :data:`PARSE_FAILURE_RATE`,
+    in report order (models, tasks, conditions as :func:`condition_order`, languages). Sweep
+    members count; the single-seed runs of a condition trained with several seeds do not (the
+    condition itself is listed with its mean rate, as the report shows the mean elsewhere).
+    """
+    cell = ["model", "task", "condition", "language"]
+    if conditions is not None and "role" in conditions:
+        seed_runs = set(conditions.loc[conditions["role"] == "seed", "condition"])
+        cells = cells[~cells["condition"].isin(seed_runs)]
+    flagged = cells[too_many_parse_failures(cells[PARSE_FAILURE_RATE])].drop_duplicates(subset=cell)
+    orders = {
+        "model": model_order(cells),
+        "task": task_order(cells),
+        "condition": condition_order(cells, conditions),
+        "language": language_order(cells),
+    }
+    flagged = flagged.sort_values(cell, key=lambda column: column.map(orders[column.name].index), kind="stable")
+    return flagged[[*cell, PARSE_FAILURE_RATE]].reset_index(drop=True)
 
 
 def summary_table(

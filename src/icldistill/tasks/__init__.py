@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import HFSource, Row, RowError, Task
+from .base import HFSource, Row, RowError, Task, starts_with_think, strip_think
 from .classification import NLI, PA
 from .qa import QA
 from .tagging import NER, NO_MATCH, POS
@@ -23,4 +23,15 @@ def valid_pairs(tasks, languages) -> list[tuple[str, str]]:
     return [(t, lang) for t in tasks for lang in languages if lang in get_task(t).languages]
 
 
-__all__ = ["HFSource", "NO_MATCH", "Row", "RowError", "TASKS", "Task", "get_task", "valid_pairs"]
+__all__ = [
+    "HFSource",
+    "NO_MATCH",
+    "Row",
+    "RowError",
+    "TASKS",
+    "Task",
+    "get_task",
+    "starts_with_think",
+    "strip_think",
+    "valid_pairs",
+]

@@ -32,7 +32,7 @@ class Task:
     """A benchmark task: data schema, prompt, answer format, parser and metric.
 
     Subclasses declare the class attributes and implement :meth:`user_message`,
-    :meth:`answer`, :meth:`parse` and :meth:`check_row`; the runner never branches on
+    :meth:`answer`, :meth:`parse_answer` and :meth:`check_row`; the runner never branches on
     task ids.
     """
 
@@ -90,8 +90,36 @@ class Task:
         return ()
 
     def parse(self, output: str, row: Row) -> Any:
-        """Parse a raw model output; ``None`` means the output does not parse."""
+        """Parse a raw model output; ``None`` means the output does not parse.
+
+        A leading think block is dropped first (:func:`strip_think`): the answer after a closed
+        one is parsed, and an output cut off inside one does not parse.
+        """
+        answer = strip_think(output)
+        return None if answer is None else self.parse_answer(answer, row)
+
+    def parse_answer(self, answer: str, row: Row) -> Any:
+        """Parse the answer part of an output (no think block); ``None`` when it does not parse."""
         raise NotImplementedError
+
+
+#: A reasoning block that opens an output (Qwen3 "thinking" models): ``<think>…</think>``, or
+#: ``<think>…`` cut off by the generation budget (group ``closed`` is None then).
+THINK_BLOCK = re.compile(r"\s*<think>.*?(?:(?P<closed></think>)|\Z)", re.DOTALL)
+
+
+def starts_with_think(output: str) -> bool:
+    """Whether ``output`` opens with a think block (closed or not; leading whitespace allowed)."""
+    return THINK_BLOCK.match(output) is not None
+
+
+def strip_think(output: str) -> str | None:
+    """``output`` without its leading think block: the text after ``</think>``, ``None`` when the
+    block is never closed (nothing is left to parse), ``output`` itself when it has none."""
+    block = THINK_BLOCK.match(output)
+    if block is None:
+        return output
+    return output[block.end() :] if block["closed"] else None
 
 
 def first_label(output: str, labels: tuple[str, ...]) -> str | None:

@@ -28,9 +28,9 @@ class LabelTask(Task):
     #: other surface forms of a label (e.g. "contradicts") that the parser accepts
     aliases: dict[str, tuple[str, ...]] = {}
 
-    def parse(self, output: str, row: Row) -> str | None:
+    def parse_answer(self, answer: str, row: Row) -> str | None:
         forms = {label: (label, *self.aliases.get(label, ())) for label in self.labels}
-        found = first_label(output, tuple(f for fs in forms.values() for f in fs))
+        found = first_label(answer, tuple(f for fs in forms.values() for f in fs))
         return next((label for label, fs in forms.items() if found in fs), None)
 
     def check_row(self, row: Row) -> None:

@@ -65,11 +65,11 @@ class QA(Task):
     def answer(self, row: Row) -> str:
         return row["answers"]["text"][0]
 
-    def parse(self, output: str, row: Row) -> str | None:
-        lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    def parse_answer(self, answer: str, row: Row) -> str | None:
+        lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
         if not lines:
             return None
-        answer = lines[0]
-        if answer.lower().startswith("answer:"):
-            answer = answer[len("answer:") :].strip()
-        return answer.strip("\"'“”«»") or None
+        span = lines[0]
+        if span.lower().startswith("answer:"):
+            span = span[len("answer:") :].strip()
+        return span.strip("\"'“”«»") or None

@@ -59,13 +59,13 @@ class TaggingTask(Task):
         cap = default if default is not None else self.max_new_tokens
         return min(cap, self.tokens_per_tag * len(row["tokens"]) + 8)
 
-    def parse(self, output: str, row: Row) -> list[str] | None:
+    def parse_answer(self, answer: str, row: Row) -> list[str] | None:
         """Tags aligned by position to the input tokens, padded or cut to its length.
 
         Words that are not tags of the inventory become :data:`NO_MATCH`; an output with no
         valid tag at all does not parse.
         """
-        words = [w.strip(".,;:!?()[]{}\"'`") for w in output.split()]
+        words = [w.strip(".,;:!?()[]{}\"'`") for w in answer.split()]
         words = [w.upper() for w in words if w]
         if not any(w in self.labels for w in words):
             return None
@@ -94,8 +94,8 @@ class NER(TaggingTask):
         "train": HFSource("google/xtreme", "PAN-X.en", "train"),
     }
 
-    def parse(self, output: str, row: Row) -> list[str] | None:
-        tags = super().parse(output, row)
+    def parse_answer(self, answer: str, row: Row) -> list[str] | None:
+        tags = super().parse_answer(answer, row)
         # seqeval reads any non-IOB word as an entity; the no-match filler must be "O" here
         return None if tags is None else [t if t != NO_MATCH else "O" for t in tags]
 
