@@ -106,6 +106,23 @@ def test_prepare_split_records_the_sample(tmp_path):
 
 
 # -- Hugging Face source, mocked at the load_dataset boundary only ---------------------------
+#: the ``pos_tags`` ClassLabel names of google/xtreme's ``udpos.*`` configs, in the hub's order
+#: (tag id = position), written out here rather than taken from the project
+UDPOS_CLASSLABEL = [
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
+    "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
+]  # fmt: skip
+
+
+def _udpos_features():
+    return datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "pos_tags": datasets.Sequence(datasets.ClassLabel(names=UDPOS_CLASSLABEL)),
+        }
+    )
+
+
 def _fake_hub(calls):
     panx = datasets.Features(
         {
@@ -116,7 +133,6 @@ def _fake_hub(calls):
             "langs": datasets.Sequence(datasets.Value("string")),
         }
     )
-    udpos_names = list(get_task("pos").labels)
     tables = {
         ("google/xtreme", "XNLI", "test"): datasets.Dataset.from_list(
             [
@@ -152,13 +168,8 @@ def _fake_hub(calls):
             [{"tokens": ["राम", "दिल्ली"], "ner_tags": [1, 5], "langs": ["hi", "hi"]}], features=panx
         ),
         ("google/xtreme", "udpos.German", "test"): datasets.Dataset.from_list(
-            [{"tokens": ["Das", "Haus"], "pos_tags": [udpos_names.index("DET"), udpos_names.index("NOUN")]}],
-            features=datasets.Features(
-                {
-                    "tokens": datasets.Sequence(datasets.Value("string")),
-                    "pos_tags": datasets.Sequence(datasets.ClassLabel(names=udpos_names)),
-                }
-            ),
+            [{"tokens": ["Das", "Haus", "ist", "alt", "."], "pos_tags": [5, 7, 3, 0, 12]}],  # DET NOUN AUX ADJ PUNCT
+            features=_udpos_features(),
         ),
         ("nyu-mll/multi_nli", None, "train"): datasets.Dataset.from_list(
             [
@@ -182,7 +193,12 @@ def _fake_hub(calls):
         ("nli", "train", "en", [{"premise": "p", "hypothesis": "h", "label": "contradiction"}]),
         ("pa", "dev", "de", [{"sentence1": "A B", "sentence2": "B A", "label": 1}]),
         ("ner", "test", "hi", [{"tokens": ["राम", "दिल्ली"], "ner_tags": ["B-PER", "B-LOC"]}]),
-        ("pos", "test", "de", [{"tokens": ["Das", "Haus"], "pos_tags": ["DET", "NOUN"]}]),
+        (
+            "pos",
+            "test",
+            "de",
+            [{"tokens": ["Das", "Haus", "ist", "alt", "."], "pos_tags": ["DET", "NOUN", "AUX", "ADJ", "PUNCT"]}],
+        ),
     ],
 )
 def test_hf_source_maps_real_configs_to_local_layout(monkeypatch, task, split, lang, expected):
@@ -191,6 +207,15 @@ def test_hf_source_maps_real_configs_to_local_layout(monkeypatch, task, split, l
     rows = data.load_split({"source": "hf"}, task, split, lang)
     assert [{k: v for k, v in r.items() if k != "id"} for r in rows] == expected
     assert len(calls) == 1
+
+
+def test_pos_tag_ids_decode_in_the_hub_order():
+    """Tag id i is UDPOS_CLASSLABEL[i], read from the dataset's features and, without them, from
+    the task's own label tuple, which therefore has to list the tags in the hub's order."""
+    spec = get_task("pos")
+    row = {"tokens": [f"w{i}" for i in range(17)], "pos_tags": list(range(17))}
+    assert spec.from_hf(row, _udpos_features())["pos_tags"] == UDPOS_CLASSLABEL
+    assert spec.from_hf(row)["pos_tags"] == UDPOS_CLASSLABEL
 
 
 def test_hf_source_qa_keeps_squad_fields(monkeypatch):

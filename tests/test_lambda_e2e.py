@@ -39,6 +39,24 @@ def lambda_run(tiny_model_dir, tmp_path_factory):
     return run_grid(tmp_path_factory, "lambda-grid", _config(tiny_model_dir))
 
 
+def job_records(workdir) -> dict[str, tuple[str, list[str]]]:
+    """Each output file of the finished run in ``workdir`` → (rule, input files) of the job that
+    wrote it, as Snakemake recorded them when the job ran (read back with ``--detailed-summary``)."""
+    summary = _snakemake(workdir, "--detailed-summary").stdout
+    records = {}
+    for line in summary.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 8 and fields[0] != "output_file":
+            records[fields[0]] = (fields[2], fields[4].split(","))
+    return records
+
+
+#: (task, condition) → the condition whose training run and predictions it reuses
+REUSED = {(t, "distilled@lam=0"): "finetuned" for t in ("nli", "ner")} | {
+    (t, "distilled@lam=0.5"): "distilled" for t in ("nli", "ner")
+} | {("ner", "task_prior"): "distilled"}  # fmt: skip
+
+
 def test_sweep_shares_one_teacher_cache_and_reuses_identical_runs(lambda_run):
     logs = lambda_run / "results" / "logs"
     assert sorted(p.name for p in (logs / "teacher_cache").glob("*.log")) == [
@@ -52,12 +70,41 @@ def test_sweep_shares_one_teacher_cache_and_reuses_identical_runs(lambda_run):
         for task in ("nli", "ner")
         for c in ("finetuned", "distilled", "distilled@lam=0.1", "entropy", "grad_conflict", "loss_ratio", "meta")
     } | {"tiny.nli.task_prior"}
-    cells = pd.read_csv(lambda_run / "results" / "tables" / "cells.csv")
-    primary = cells[cells.metric.isin(["accuracy", "f1"])].set_index(["task", "condition", "language"])["value"]
-    for task in ("nli", "ner"):
+
+
+def test_reused_members_are_scored_from_the_run_they_reuse(lambda_run):
+    """Reuse is sound because λ = 0 KD training is bitwise SFT (unit-tested in
+    tests/test_training.py::test_lambda_zero_equals_sft_and_kd_changes_the_weights) and an equal
+    λ is the same run. What only the end-to-end run shows: the workflow planned no training or
+    generation for a reusing member (no job, no adapter, no predictions folder), Snakemake
+    recorded the reused condition's predictions as the input of its metrics, and its cells are
+    that condition's cells row by row."""
+    results = lambda_run / "results"
+    jobs = job_records(lambda_run)
+    made = [out for out, (rule, _) in jobs.items() if rule in ("train", "infer", "infer_select")]
+    assert any("/finetuned/" in out for out in made)
+    cells = pd.read_csv(results / "tables" / "cells.csv")
+
+    def cell_rows(task, condition):
+        rows = cells[(cells.task == task) & (cells.condition == condition)].drop(columns="condition")
+        return rows.sort_values(["language", "metric"]).reset_index(drop=True)
+
+    for (task, member), run in REUSED.items():
+        assert not [out for out in made if f"/{task}/{member}/" in out], member
+        assert not (results / "tiny" / task / member / "adapter").exists()
+        assert not (results / "tiny" / task / member / "predictions").exists()
         for lang in ("en", "de"):
-            assert primary[task, "distilled@lam=0", lang] == primary[task, "finetuned", lang]
-            assert primary[task, "distilled@lam=0.5", lang] == primary[task, "distilled", lang]
+            rule, inputs = jobs[f"results/tiny/{task}/{member}/metrics/{lang}.json"]
+            assert rule == "score_cell" and f"results/tiny/{task}/{run}/predictions" in inputs, (member, inputs)
+        if "@lam=" in member:  # a sweep member is also scored on dev, for the choice of λ
+            rule, inputs = jobs[f"results/tiny/{task}/{member}/select/metrics/en.json"]
+            assert rule == "score_select" and f"results/tiny/{task}/{run}/select/predictions" in inputs
+        reused = cell_rows(task, run)
+        assert len(reused) >= 2
+        pd.testing.assert_frame_equal(cell_rows(task, member), reused)
+    # the sweep members trained on their own are scored from their own predictions
+    rule, inputs = jobs["results/tiny/nli/distilled@lam=0.1/metrics/en.json"]
+    assert "results/tiny/nli/distilled@lam=0.1/predictions" in inputs
 
 
 def test_best_lambda_is_chosen_on_dev_and_reports_that_members_test_cells(lambda_run):

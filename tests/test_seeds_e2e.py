@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from icldistill.aggregate import cell_terms
 from icldistill.data import stable_seed
-from icldistill.stats import cell_interval, paired_difference
 
 from .conftest import small_grid_config
 from .test_e2e import _snakemake, run_grid, write_config
+from .test_lambda_e2e import job_records
+from .test_stats import reference_interval, reference_paired
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ def _config(model_dir, seeds=(0, 1)) -> dict:
         "distilled": KD | {"sweep": {"lambda": [0, 0.5]}},
         "control": KD | {"teacher_few_shot": False},
     }
-    cfg["training"] |= {"seeds": list(seeds), "lr": 5e-3}
+    cfg["training"] |= {"seeds": list(seeds), "lr": 5e-2}  # seeds that differ in their predictions
     cfg["stats"] = {"resamples": 400, "seed": 3}
     cfg["scoring"] = {"nli": "loglik"}  # label log-likelihoods: scores a tiny model varies on
     return cfg
@@ -47,6 +47,18 @@ def seeds_run(tiny_model_dir, tmp_path_factory):
 def _metrics(workdir, task, condition, lang):
     path = workdir / "results" / "tiny" / task / condition / "metrics" / f"{lang}.json"
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _seed_terms(record, metric):
+    """Each seed run's per-example (numerator, denominator), as README.md's table defines them:
+    accuracy correct / 1, NER F1 2·TP / (predicted + gold entities)."""
+
+    def terms(rows):
+        if metric == "f1":
+            return [2 * r["true_pos"] for r in rows], [r["pred"] + r["gold"] for r in rows]
+        return [r["correct"] for r in rows], [1] * len(rows)
+
+    return [terms(run["per_example"]) for run in record["per_seed"]]
 
 
 def test_one_run_per_condition_and_seed(seeds_run):
@@ -77,18 +89,47 @@ def test_cells_report_mean_spread_and_two_level_interval(seeds_run):
         assert row.value == pytest.approx(statistics.fmean(per_seed), abs=1e-4)
         assert row.seed_sd == pytest.approx(statistics.stdev(per_seed), abs=1e-4)
         assert row.ci_low <= row.value <= row.ci_high
-    # λ = 0 of the sweep is Fine-Tuned, seed by seed
-    for task, lang in (("nli", "en"), ("ner", "de")):
-        metric = "accuracy" if task == "nli" else "f1"
-        assert by_key.loc[(task, "distilled@lam=0", lang, metric), "value"] == pytest.approx(
-            by_key.loc[(task, "finetuned", lang, metric), "value"]
-        )
-    # the interval is the two-level bootstrap of icldistill.stats, seeded per cell
-    record = _metrics(seeds_run, "ner", "distilled", "en")
-    assert [s["seed"] for s in record["per_seed"]] == [0, 1]
-    low, high = cell_interval(cell_terms(record, "f1"), 400, stable_seed(3, "tiny", "ner", "en", "f1"))
-    row = by_key.loc[("ner", "distilled", "en", "f1")]
-    assert (row.ci_low, row.ci_high) == pytest.approx((low, high), abs=1e-4)
+    # the interval is the two-level bootstrap over seeds and examples (README "Statistics"),
+    # recomputed by tests/test_stats.py's plain re-implementation, seeded per cell
+    widths = []
+    for task, metric in (("ner", "f1"), ("nli", "accuracy")):
+        for lang in ("en", "de"):
+            record = _metrics(seeds_run, task, "distilled", lang)
+            assert [s["seed"] for s in record["per_seed"]] == [0, 1]
+            cell_seed = stable_seed(3, "tiny", task, lang, metric)
+            low, high = reference_interval(_seed_terms(record, metric), 400, cell_seed)
+            row = by_key.loc[(task, "distilled", lang, metric)]
+            assert (row.ci_low, row.ci_high) == pytest.approx((low, high), abs=1e-4)
+            widths.append(high - low)
+    assert max(widths) > 0, "every interval is a point: the comparison is vacuous"
+
+
+def test_lambda_zero_member_is_fine_tuned_seed_by_seed(seeds_run):
+    """The sweep's λ = 0 member is Fine-Tuned's run of the same seed (λ = 0 KD is bitwise SFT:
+    tests/test_training.py::test_lambda_zero_equals_sft_and_kd_changes_the_weights): nothing of
+    its own is trained or generated, and Snakemake scored its seed-s cells from Fine-Tuned's
+    seed-s predictions, not another seed's."""
+    jobs = job_records(seeds_run)
+    made = {out for out, (rule, _) in jobs.items() if rule in ("train", "infer", "infer_select")}
+    assert made and not [out for out in made if "distilled@lam=0@" in out or "distilled@lam=0/" in out]
+    cells = pd.read_csv(seeds_run / "results" / "tables" / "cells.csv")
+
+    def seed_cells(task, condition):
+        rows = cells[(cells.task == task) & (cells.condition == condition)].drop(columns="condition")
+        return rows.sort_values(["language", "metric"]).reset_index(drop=True)
+
+    for task in ("nli", "ner"):
+        for seed in (0, 1):
+            member = seeds_run / "results" / "tiny" / task / f"distilled@lam=0@seed={seed}"
+            assert not (member / "adapter").exists() and not (member / "predictions").exists()
+            for lang in ("en", "de"):
+                rule, inputs = jobs[f"results/tiny/{task}/distilled@lam=0@seed={seed}/metrics/{lang}.json"]
+                assert rule == "score_cell"
+                assert f"results/tiny/{task}/finetuned@seed={seed}/predictions" in inputs, inputs
+            # and its cells are that seed's Fine-Tuned cells, row by row
+            fine_tuned = seed_cells(task, f"finetuned@seed={seed}")
+            assert len(fine_tuned) >= 2
+            pd.testing.assert_frame_equal(seed_cells(task, f"distilled@lam=0@seed={seed}"), fine_tuned)
 
 
 def test_paired_tests_pair_seeds(seeds_run):
@@ -98,13 +139,11 @@ def test_paired_tests_pair_seeds(seeds_run):
     }  # fmt: skip
     row = paired[(paired.task == "nli") & (paired.condition == "distilled") & (paired.reference == "finetuned")]
     row = row[row.language == "avg"].iloc[0]
-    langs = ("en", "de")
-    a = [cell_terms(_metrics(seeds_run, "nli", "distilled", lang), "accuracy") for lang in langs]
-    b = [cell_terms(_metrics(seeds_run, "nli", "finetuned", lang), "accuracy") for lang in langs]
-    result = paired_difference(a, b, 400, stable_seed(3, "tiny", "nli", "distilled", "finetuned"))
-    assert (row.difference, row.ci_low, row.ci_high, row.p_value) == pytest.approx(
-        (result.difference, result.low, result.high, result.p_value), abs=1e-4
-    )
+    langs = ("de", "en")  # the task average's groups, in sorted language order
+    a = [_seed_terms(_metrics(seeds_run, "nli", "distilled", lang), "accuracy") for lang in langs]
+    b = [_seed_terms(_metrics(seeds_run, "nli", "finetuned", lang), "accuracy") for lang in langs]
+    expected = reference_paired(a, b, 400, stable_seed(3, "tiny", "nli", "distilled", "finetuned"))
+    assert (row.difference, row.ci_low, row.ci_high, row.p_value) == pytest.approx(expected, abs=1e-4)
     means = [
         np.mean([_metrics(seeds_run, "nli", c, lang)["metrics"]["accuracy"] for lang in langs])
         for c in ("distilled", "finetuned")
