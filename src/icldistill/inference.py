@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
 
+from .backends.base import choice_text
 from .data import read_jsonl, write_jsonl
 from .prompts import PromptSet
 from .tasks import get_task
@@ -63,6 +65,24 @@ def close_backend(backend: Any) -> None:
         close()
 
 
+#: label scorings: ``loglik`` sums the log-probabilities of a label's tokens; ``loglik_norm``
+#: divides that sum by the label's length in characters (as it follows the prompt, leading
+#: space included), as lm-evaluation-harness's ``acc_norm`` does, so that longer label words
+#: are not penalised for their extra tokens
+LOGLIK_SCORINGS = ("loglik", "loglik_norm")
+#: stop strings added for plain-text (no chat template) prompts
+PLAIN_STOP = ("\n\n",)
+
+
+def checked_scores(task_id: str, prompts: PromptSet, scores: list[list[float]]) -> list[list[float]]:
+    """``scores`` unchanged, or an error naming the example when one is not finite (a NaN score
+    would otherwise pick the first label silently)."""
+    for example_id, row in zip(prompts.ids, scores, strict=True):
+        if not all(math.isfinite(v) for v in row):
+            raise ValueError(f"{task_id} example {example_id}: label log-likelihoods are not finite ({row})")
+    return scores
+
+
 def _check_ids(task_id: str, prompts: PromptSet, rows: list[dict]) -> None:
     if [r["id"] for r in rows] != prompts.ids:
         raise ValueError(f"{task_id}: prompt ids do not match the evaluation data")
@@ -77,11 +97,15 @@ def predict_cells(
     task = get_task(task_id)
     for prompts, rows in cells:
         _check_ids(task_id, prompts, rows)
-    if settings.get("scoring", "generate") == "loglik":
+    scoring = settings.get("scoring", "generate")
+    if scoring in LOGLIK_SCORINGS:
         choices = list(task.choices())
         result = []
         for prompts, _ in cells:
-            scores = backend.loglik(prompts, choices)
+            scores = checked_scores(task_id, prompts, backend.loglik(prompts, choices))
+            if scoring == "loglik_norm":
+                lengths = [len(choice_text(c, prompts.chat_template)) for c in choices]
+                scores = [[v / n for v, n in zip(row, lengths, strict=True)] for row in scores]
             result.append(
                 [
                     {"id": i, "output": choices[max(range(len(choices)), key=s.__getitem__)], "scores": s}
@@ -93,6 +117,9 @@ def predict_cells(
         (prompts, [task.generation_budget(r, settings.get("max_new_tokens")) for r in rows]) for prompts, rows in cells
     ]
     stop = settings.get("stop") or None
+    if any(not prompts.chat_template for prompts, _ in cells):
+        # plain-text prompts separate demonstrations by a blank line: an answer ends there
+        stop = list(stop or []) + [s for s in PLAIN_STOP if s not in (stop or [])]
     if hasattr(backend, "generate_many"):
         outputs = backend.generate_many(requests, stop)
     else:

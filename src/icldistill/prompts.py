@@ -8,11 +8,10 @@ prefix ids are an exact prefix of every prompt's ids.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data import stable_seed
+from .demos import Demonstrations, read_demonstrations
 from .tasks import Row, Task
 
 
@@ -61,15 +60,17 @@ def encode_prompts(tokenizer: Any, prompts: PromptSet) -> tuple[list[int], list[
     return [], [tokenizer(s, add_special_tokens=add).input_ids for s in prompts.suffixes]
 
 
-def end_of_turn_ids(tokenizer: Any) -> list[int]:
+def end_of_turn_ids(tokenizer: Any, template_kwargs: dict[str, Any] | None = None) -> list[int]:
     """Token ids that close an assistant turn (``<|im_end|>``, ``<|eot_id|>``, …), read off the
     chat template; the EOS token for models without one. Training targets end with them so
     that trained models stop after their answer."""
-    if getattr(tokenizer, "chat_template", None) is None:
+    if not has_chat_template(tokenizer):
         return [tokenizer.eos_token_id]
     marker = "XQZANSWERXQZ"
     text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}], tokenize=False
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}],
+        tokenize=False,
+        **(template_kwargs or {}),
     )
     tail = text[text.index(marker) + len(marker) :].rstrip()
     ids = tokenizer(tail, add_special_tokens=False).input_ids if tail else []
@@ -78,12 +79,13 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
     return ids or [tokenizer.eos_token_id]
 
 
-def sample_demonstrations(pool: list[Row], k: int, seed: int, exclude_id: str | None = None) -> list[Row]:
-    """``k`` demonstrations drawn with ``seed`` from ``pool`` (never the example itself)."""
-    candidates = [r for r in pool if r["id"] != exclude_id]
-    if k > len(candidates):
-        raise ValueError(f"{k} demonstrations requested but the pool has {len(candidates)} rows")
-    return random.Random(seed).sample(candidates, k)
+def has_chat_template(tokenizer: Any) -> bool:
+    """Whether prompts use the tokenizer's chat template (else the plain-text layout)."""
+    return getattr(tokenizer, "chat_template", None) is not None
+
+
+#: a demonstration in the plain-text layout; the answer follows ``Answer:`` after one space
+PLAIN_DEMO = "{message} {answer}\n\n"
 
 
 def _messages(task: Task, demos: list[Row]) -> list[dict[str, str]]:
@@ -94,52 +96,55 @@ def _messages(task: Task, demos: list[Row]) -> list[dict[str, str]]:
     return messages
 
 
-def _split_chat(tokenizer: Any, task: Task, demos: list[Row], row: Row) -> tuple[str, str]:
+def _split_chat(
+    tokenizer: Any, task: Task, demos: list[Row], row: Row, template_kwargs: dict[str, Any]
+) -> tuple[str, str]:
     """(prefix, suffix) of the chat-templated prompt; prefix is empty when the template
-    does not render the demonstrations as a prefix of the full prompt."""
+    does not render the demonstrations as a prefix of the full prompt. Templates without a
+    system role (Gemma) fold the system message into the first user turn themselves."""
     head = _messages(task, demos)
     full = tokenizer.apply_chat_template(
-        head + [{"role": "user", "content": task.user_message(row)}], tokenize=False, add_generation_prompt=True
+        head + [{"role": "user", "content": task.user_message(row)}],
+        tokenize=False,
+        add_generation_prompt=True,
+        **template_kwargs,
     )
-    prefix = tokenizer.apply_chat_template(head, tokenize=False)
+    prefix = tokenizer.apply_chat_template(head, tokenize=False, **template_kwargs)
     if not full.startswith(prefix):
         return "", full
     return prefix, full[len(prefix) :]
 
 
 def _split_plain(task: Task, demos: list[Row], row: Row) -> tuple[str, str]:
-    prefix = task.instruction + "\n\n" + "".join(f"{task.user_message(d)} {task.answer(d)}\n\n" for d in demos)
-    return prefix, task.user_message(row)
+    shots = "".join(PLAIN_DEMO.format(message=task.user_message(d), answer=task.answer(d)) for d in demos)
+    return task.instruction + "\n\n" + shots, task.user_message(row)
 
 
 def build_prompts(
     tokenizer: Any,
     task: Task,
     rows: list[Row],
-    pool: list[Row],
-    k: int,
-    seed: int,
-    lang: str,
-    resample: bool = False,
+    demos: Demonstrations | None = None,
+    template_kwargs: dict[str, Any] | None = None,
 ) -> PromptSet:
-    """Prompts of one cell. Demonstrations come from ``pool`` (seeded once per (task,
-    language), or per example with ``resample``); the chat template is the tokenizer's own,
-    with a plain-text layout for models that have none."""
-    chat = getattr(tokenizer, "chat_template", None) is not None
-    cell_demos = sample_demonstrations(pool, k, stable_seed(seed, task.id, lang)) if k and not resample else []
+    """Prompts of ``rows``: the task's system message, each row's demonstrations (``demos``,
+    none for zero-shot) and the row's user turn, through the tokenizer's own chat template
+    (with ``template_kwargs``, e.g. ``enable_thinking``) or the plain-text layout for models
+    without one. Evaluation prompts, teacher prompts and training sequences all come from
+    here."""
+    chat = has_chat_template(tokenizer)
+    kwargs = dict(template_kwargs or {})
     prefixes, suffixes, demo_ids = [], [], []
     for row in rows:
-        demos = cell_demos
-        if k and resample:
-            demos = sample_demonstrations(pool, k, stable_seed(seed, task.id, lang, row["id"]), exclude_id=row["id"])
-        prefix, suffix = _split_chat(tokenizer, task, demos, row) if chat else _split_plain(task, demos, row)
+        shots = demos.for_row(row) if demos is not None else []
+        prefix, suffix = _split_chat(tokenizer, task, shots, row, kwargs) if chat else _split_plain(task, shots, row)
         prefixes.append(prefix)
         suffixes.append(suffix)
-        demo_ids.append([d["id"] for d in demos])
+        demo_ids.append([d["id"] for d in shots])
     shared = prefixes[0] if prefixes and all(p == prefixes[0] for p in prefixes) else ""
     if not shared and rows:
         # resampled demonstrations: only the system message is shared, at a message boundary
-        system = _split_chat(tokenizer, task, [], rows[0])[0] if chat else _split_plain(task, [], rows[0])[0]
+        system = _split_chat(tokenizer, task, [], rows[0], kwargs)[0] if chat else _split_plain(task, [], rows[0])[0]
         shared = system if all(p.startswith(system) for p in prefixes) else ""
     suffixes = [p[len(shared) :] + s for p, s in zip(prefixes, suffixes, strict=True)]
     return PromptSet(
@@ -147,22 +152,42 @@ def build_prompts(
     )
 
 
+def answer_ids(
+    tokenizer: Any, task: Task, row: Row, suffix: str, chat: bool, template_kwargs: dict[str, Any] | None = None
+) -> list[int]:
+    """Token ids of ``row``'s gold answer as they follow its prompt (whose last part is
+    ``suffix``): with a chat template the answer text and the end-of-turn token; in the
+    plain-text layout the answer exactly as the demonstrations show it after ``Answer:``
+    (leading space and the blank line after it included), tokenised in context so that
+    ``prompt ids + answer ids`` are the ids of the whole text."""
+    answer = task.answer(row)
+    if chat:
+        return tokenizer(answer, add_special_tokens=False).input_ids + end_of_turn_ids(tokenizer, template_kwargs)
+    tail = PLAIN_DEMO.format(message="", answer=answer)
+    head = tokenizer(suffix, add_special_tokens=False).input_ids
+    whole = tokenizer(suffix + tail, add_special_tokens=False).input_ids
+    if whole[: len(head)] != head:
+        raise ValueError(
+            f"{task.id} row {row['id']}: the tokenizer merges the prompt's last token with the answer "
+            f"{tail!r}; the answer cannot be appended token for token"
+        )
+    return whole[len(head) :]
+
+
 def write_prompt_files(
     model_path: str,
     task_id: str,
     languages: list[str],
     data_files: list[str],
-    pool_files: list[str],
+    demo_files: list[str],
     out_files: list[str],
-    k: int,
-    seed: int,
-    resample: bool = False,
+    template_kwargs: dict[str, Any] | None = None,
     trust_remote_code: bool = False,
 ) -> None:
     """Write the prompt file of every language of one (model, task, shots).
 
-    ``pool_files`` holds one demonstration pool per language (the same English train file
-    for every language by default), or is empty for zero-shot prompts.
+    ``demo_files`` holds the demonstrations file of every language
+    (:mod:`icldistill.demos`), or is empty for zero-shot prompts.
     """
     from .data import read_jsonl, write_json
     from .models import load_tokenizer
@@ -170,10 +195,16 @@ def write_prompt_files(
 
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     task = get_task(task_id)
-    pools = pool_files or [None] * len(languages)
-    for lang, data_file, pool_file, out_file in zip(languages, data_files, pools, out_files, strict=True):
+    demo_paths = demo_files or [None] * len(languages)
+    for lang, data_file, demo_file, out_file in zip(languages, data_files, demo_paths, out_files, strict=True):
         rows = read_jsonl(data_file)
-        pool = read_jsonl(pool_file) if pool_file else []
-        prompts = build_prompts(tokenizer, task, rows, pool, k, seed, lang, resample)
-        meta = {"task": task_id, "language": lang, "shots": k, "seed": seed, "resample": resample, "pool": pool_file}
+        demos = read_demonstrations(demo_file) if demo_file else None
+        prompts = build_prompts(tokenizer, task, rows, demos, template_kwargs)
+        meta = {
+            "task": task_id,
+            "language": lang,
+            "shots": demos.shots if demos else 0,
+            "demonstrations": demo_file,
+            "chat_template_kwargs": template_kwargs or {},
+        }
         write_json(out_file, prompts.to_json(meta))

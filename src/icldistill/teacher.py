@@ -8,9 +8,13 @@ top-K logits and their token ids. Layout (safetensors, no pickle):
 - ``ids`` [N, K] int32 — their token ids
 - ``offsets`` [E + 1] int64 — example e owns rows ``offsets[e]:offsets[e + 1]``
 - ``answer_ids`` [N] int32 — the answer tokens themselves (checked against the training data)
+- ``entropy`` [N] float32 — the entropy (nats) of the teacher's full-vocabulary distribution at
+  each answer token (the entropy-λ strategy's H; absent when the backend cannot see the full
+  logits, i.e. vLLM)
 
 and a JSON header in the safetensors metadata (model, task, shots, K, tokenizer hash,
-example ids). Bytes per answer token: K·(2 + 4) + 4 (1540 for K = 256).
+example ids, a hash of the teacher's sequences). Bytes per answer token: K·(2 + 4) + 4 + 4
+(1544 for K = 256).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from .train.examples import TrainExample
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 VALUE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -42,31 +46,47 @@ class TeacherCache:
     offsets: torch.Tensor
     answer_ids: torch.Tensor
     header: dict[str, Any]
+    #: full-vocabulary entropy per answer token [N] (None when the cache has none)
+    entropy: torch.Tensor | None = None
 
     def example(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-K values and ids [answer tokens, K] of the ``index``-th example."""
         a, b = int(self.offsets[index]), int(self.offsets[index + 1])
         return self.values[a:b], self.ids[a:b]
 
+    def example_entropy(self, index: int) -> torch.Tensor | None:
+        """Full-vocabulary teacher entropy [answer tokens] of the ``index``-th example."""
+        if self.entropy is None:
+            return None
+        return self.entropy[int(self.offsets[index]) : int(self.offsets[index + 1])]
+
     def bytes_per_answer_token(self) -> float:
-        total = sum(t.numel() * t.element_size() for t in (self.values, self.ids, self.answer_ids))
+        tensors = [self.values, self.ids, self.answer_ids] + ([self.entropy] if self.entropy is not None else [])
+        total = sum(t.numel() * t.element_size() for t in tensors)
         return total / max(1, self.values.shape[0])
 
 
 def compute_teacher_cache(
     backend: Any, prefix: list[int], examples: list[TrainExample], top_k: int, value_dtype: str = "bfloat16"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Top-K teacher logits at every answer token of ``examples`` (teacher prompts + answers).
+    """Top-K teacher logits (and the full-vocabulary entropy, where the backend has it) at
+    every answer token of ``examples`` (teacher prompts + answers; every prompt starts with
+    ``prefix``).
 
     ``backend`` is an HF or vLLM backend (``answer_topk``): the HF backend encodes the shared
     prefix (system message and demonstrations) once and reuses its KV cache; vLLM returns
     the raw logits of the prompt positions (``logprobs_mode="raw_logits"``).
     """
-    seqs = [e.prompt_ids + e.answer_ids for e in examples]
+    for e in examples:
+        if e.prompt_ids[: len(prefix)] != prefix:
+            raise ValueError(f"teacher sequence {e.id} does not start with the shared prefix")
+    seqs = [e.input_ids[len(prefix) :] for e in examples]
     n_last = [len(e.answer_ids) for e in examples]
-    per_example: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(examples)
-    for i, values, ids in backend.answer_topk(prefix, seqs, n_last, top_k):
-        per_example[i] = (values.to(VALUE_DTYPES[value_dtype]).cpu(), ids.to(torch.int32).cpu())
+    per_example: list[tuple | None] = [None] * len(examples)
+    for i, values, ids, entropy in backend.answer_topk(prefix, seqs, n_last, top_k):
+        if not torch.isfinite(values).all():
+            raise TeacherCacheError(f"teacher logits of example {examples[i].id} are not finite")
+        per_example[i] = (values.to(VALUE_DTYPES[value_dtype]).cpu(), ids.to(torch.int32).cpu(), entropy)
     lengths = torch.tensor([0] + n_last, dtype=torch.int64)
     tensors = {
         "values": torch.cat([p[0] for p in per_example]).contiguous(),
@@ -74,11 +94,14 @@ def compute_teacher_cache(
         "offsets": lengths.cumsum(0),
         "answer_ids": torch.tensor([t for e in examples for t in e.answer_ids], dtype=torch.int32),
     }
+    if all(p[2] is not None for p in per_example):
+        tensors["entropy"] = torch.cat([p[2].float().cpu() for p in per_example]).contiguous()
     header = {
         "format_version": FORMAT_VERSION,
         "top_k": int(tensors["ids"].shape[1]),
         "value_dtype": value_dtype,
         "quantity": "logits",
+        "entropy": "entropy" in tensors,
     }
     return tensors, header
 
@@ -103,9 +126,15 @@ def load_teacher_cache(path: str | Path, examples: list[TrainExample], tokenizer
         with safe_open(str(path), framework="pt") as f:
             header = json.loads((f.metadata() or {})["header"])
             tensors = {name: f.get_tensor(name) for name in ("values", "ids", "offsets", "answer_ids")}
+            if "entropy" in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
+                tensors["entropy"] = f.get_tensor("entropy")
     except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise TeacherCacheError(f"{path}: not a readable teacher cache ({err})") from None
     cache = TeacherCache(header=header, **tensors)
+    if header.get("format_version") != FORMAT_VERSION:
+        raise TeacherCacheError(
+            f"{path}: format version {header.get('format_version')}, this version reads {FORMAT_VERSION} (rebuild the cache)"
+        )
     if header.get("quantity", "logits") != "logits":
         raise TeacherCacheError(f"{path}: holds {header['quantity']}, the KD loss reads logits (rebuild the cache)")
     if header.get("tokenizer_hash") != tokenizer_hash:
@@ -121,33 +150,39 @@ def load_teacher_cache(path: str | Path, examples: list[TrainExample], tokenizer
     answers = torch.tensor([t for e in examples for t in e.answer_ids], dtype=torch.int32)
     if not torch.equal(cache.answer_ids, answers):
         raise TeacherCacheError(f"{path}: answer tokens differ from the training data's")
+    for name in ("values", "entropy"):
+        tensor = tensors.get(name)
+        if tensor is not None and not torch.isfinite(tensor.float()).all():
+            raise TeacherCacheError(f"{path}: {name} hold non-finite numbers (NaN or inf); rebuild the cache")
+    if cache.entropy is not None and cache.entropy.shape[0] != n:
+        raise TeacherCacheError(f"{path}: truncated or misaligned entropy ({cache.entropy.shape[0]} rows for {n})")
     return cache
 
 
 def build_teacher_cache(
     model_path: str,
     task_id: str,
-    train_file: str,
+    rows_file: str,
+    demos_file: str | None,
     out_file: str,
-    shots: int,
     top_k: int,
-    seed: int,
-    max_examples: int | None,
-    demo_shots: int,
     settings: dict[str, Any],
     model_name: str,
+    template_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The teacher rule: build the training sequences with ``shots`` demonstrations, run the
-    frozen base model once over them and write the cache. ``demo_shots`` is the k whose
-    demonstrations are held out of training (the same for every condition)."""
+    """The teacher rule: build the teacher sequences of the training rows (``rows_file``) —
+    each row's prompt with the demonstrations of ``demos_file`` (the Few-Shot prompt; none for
+    Control's zero-shot teacher) followed by its answer — run the frozen base model once over
+    them and write the cache."""
     from .data import read_jsonl
+    from .demos import read_demonstrations
     from .inference import close_backend, make_backend
-    from .train.examples import build_sequences, tokenizer_hash, training_rows
+    from .train.examples import build_sequences, sequences_hash, tokenizer_hash
 
     backend = make_backend(model_path, settings | {"top_k": top_k}, purpose="teacher")
-    pool = read_jsonl(train_file)
-    rows = training_rows(pool, task_id, demo_shots, seed, max_examples)
-    prefix, examples = build_sequences(backend.tokenizer, task_id, rows, pool, shots, seed)
+    rows = read_jsonl(rows_file)
+    demos = read_demonstrations(demos_file) if demos_file else None
+    prefix, examples = build_sequences(backend.tokenizer, task_id, rows, demos, template_kwargs)
     start = time.perf_counter()
     try:
         tensors, header = compute_teacher_cache(
@@ -159,11 +194,12 @@ def build_teacher_cache(
     header |= {
         "model": model_name,
         "task": task_id,
-        "shots": shots,
+        "shots": demos.shots if demos else 0,
         "tokenizer_hash": tokenizer_hash(backend.tokenizer),
         "backend": settings.get("backend", "hf"),
         "example_ids": [e.id for e in examples],
         "prefix_tokens": len(prefix),
+        "sequences_hash": sequences_hash(examples),
     }
     save_teacher_cache(out_file, tensors, header)
     n_tokens = tensors["values"].shape[0]

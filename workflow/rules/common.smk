@@ -28,6 +28,7 @@ from icldistill.config import (
     sweep_members,
     task_languages,
     teacher_shots,
+    template_kwargs,
     train_data_settings,
     train_settings,
     trained_run,
@@ -36,10 +37,14 @@ from icldistill.config import (
 )
 
 # --configfile files are merged over config/config.yaml key by key; a model or condition set to
-# null there is removed (config/paper.yaml drops the default model this way)
+# null there is removed (config/paper.yaml drops the default model this way), and so is a
+# condition's key set to null (config/gemma-real.yaml drops Distilled's sweep: `sweep: null`)
 for _section in ("models", "conditions"):
     if isinstance(config.get(_section), dict):
         config[_section] = {k: v for k, v in config[_section].items() if v is not None}
+for _name, _cond in config.get("conditions", {}).items():
+    if isinstance(_cond, dict):
+        config["conditions"][_name] = {k: v for k, v in _cond.items() if v is not None}
 
 validate(config, schema="../../config/schema/config.schema.yaml")
 if (
@@ -85,6 +90,10 @@ wildcard_constraints:
 MODEL_DIR = "results/models/{model}"
 DATA = "results/data/{task}/{split}.{lang}.jsonl"
 DATA_MANIFEST = "results/data/{task}/{split}.{lang}.manifest.json"
+# the demonstrations of a (task, language) at k shots: read by the prompt, teacher and training jobs
+DEMOS = "results/data/{task}/demos/{shots}shot.{lang}.json"
+# the English rows every trained condition trains on (train split minus the English demonstrations)
+TRAIN_ROWS = "results/data/{task}/train_rows.en.jsonl"
 # one job writes every language of a (model, task, ...) into these folders, as {lang}.json(l)
 PROMPTS_DIR = "results/{model}/{task}/prompts/{shots}shot"
 PREDICTIONS_DIR = "results/{model}/{task}/{condition}/predictions"
@@ -182,18 +191,31 @@ def get_final_output():
     return [RESULTS_MD, CELLS] + [FIGURE.format(name=n) for n in figure_names()]
 
 
-def demonstration_pools(wildcards):
-    """One demonstration pool per language: English train (default) or same-language dev."""
-    if int(wildcards.shots) == 0:
-        return []
+def demonstration_pool(wildcards):
+    """The rows demonstrations are drawn from: English train (default) or same-language dev."""
     if config["few_shot"].get("demonstrations", "train") == "dev":
-        return [
-            DATA.format(task=wildcards.task, split="dev", lang=lang)
-            for lang in languages_of(wildcards)
-        ]
-    return [DATA.format(task=wildcards.task, split="train", lang="en")] * len(
-        languages_of(wildcards)
-    )
+        return DATA.format(task=wildcards.task, split="dev", lang=wildcards.lang)
+    return DATA.format(task=wildcards.task, split="train", lang="en")
+
+
+def demos_files(task, shots, languages):
+    """The demonstrations files of ``languages`` at ``shots`` (none for zero-shot)."""
+    if int(shots) == 0:
+        return []
+    return [DEMOS.format(task=task, shots=shots, lang=lang) for lang in languages]
+
+
+def prompt_demos(languages_fn):
+    """Input function: the demonstrations of every language of a prompt job."""
+
+    def inputs(wildcards):
+        return demos_files(wildcards.task, wildcards.shots, languages_fn(wildcards))
+
+    return inputs
+
+
+def chat_template_kwargs(wildcards):
+    return template_kwargs(config, wildcards.model)
 
 
 def condition_prompts(wildcards):
@@ -254,7 +276,7 @@ def training_inputs(wildcards):
     """English train data of the scope's tasks and, for KD, their teacher caches; English dev
     data for the meta-λ strategy's look-ahead batches."""
     tasks = scope_tasks(wildcards.scope)
-    inputs = {"train": [DATA.format(task=t, split="train", lang="en") for t in tasks]}
+    inputs = {"train": [TRAIN_ROWS.format(task=t) for t in tasks]}
     settings = run_settings(wildcards)
     if settings["loss"] == "kd":
         inputs["teacher"] = [

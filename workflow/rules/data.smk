@@ -13,3 +13,44 @@ rule prepare_split:
         seed=config["eval"].get("seed", 1234),
     script:
         "../scripts/prepare_split.py"
+
+
+rule draw_demonstrations:
+    """The demonstrations of one (task, language) at k shots, drawn once (seeded) from the
+    pool; every prompt, teacher and training job that needs them reads this file."""
+    input:
+        pool=demonstration_pool,
+    output:
+        demos=DEMOS,
+    log:
+        f"{LOGS}/draw_demonstrations/{{task}}.{{shots}}shot.{{lang}}.log",
+    wildcard_constraints:
+        shots=r"[1-9]\d*",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        seed=config["few_shot"].get("seed", 1234),
+        resample=config["few_shot"].get("resample_per_example", False),
+    script:
+        "../scripts/draw_demonstrations.py"
+
+
+rule select_training_rows:
+    """The English rows every trained condition of a task trains on: the train split without
+    the task's English demonstrations (no teacher sees its own answer among them), capped at
+    training.max_examples (seeded)."""
+    input:
+        train=DATA.replace("{split}", "train").replace("{lang}", "en"),
+        demos=lambda wc: demos_files(
+            wc.task, train_data_settings(config, wc.task)["demo_shots"], ["en"]
+        ),
+    output:
+        rows=TRAIN_ROWS,
+    log:
+        f"{LOGS}/select_training_rows/{{task}}.log",
+    conda:
+        "../../envs/data.yaml"
+    params:
+        data=lambda wc: train_data_settings(config, wc.task),
+    script:
+        "../scripts/select_training_rows.py"

@@ -11,7 +11,8 @@ rule convert_gguf_model:
         **cluster_resources("model"),
     params:
         package=lambda wc: config["models"][wc.model]["gguf"]["package"],
-        file=lambda wc: config["models"][wc.model]["gguf"]["file"],
+        file=lambda wc: config["models"][wc.model]["gguf"].get("file"),
+        assemble=lambda wc: config["models"][wc.model]["gguf"].get("assemble"),
         dtype="bfloat16",
     script:
         "../scripts/convert_model.py"

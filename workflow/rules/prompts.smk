@@ -3,7 +3,7 @@ rule build_prompts:
     input:
         model=model_input,
         data=eval_data,
-        pool=demonstration_pools,
+        demos=prompt_demos(languages_of),
     output:
         prompts=directory(PROMPTS_DIR),
     log:
@@ -13,9 +13,7 @@ rule build_prompts:
     params:
         model_path=lambda wc: model_path(wc.model),
         languages=languages_of,
-        seed=config["few_shot"].get("seed", 1234),
-        resample=config["few_shot"].get("resample_per_example", False),
-        demonstrations=config["few_shot"].get("demonstrations", "train"),
+        template_kwargs=chat_template_kwargs,
         trust_remote_code=lambda wc: config["models"][wc.model].get(
             "trust_remote_code", False
         ),

@@ -7,7 +7,7 @@ use rule build_prompts as build_select_prompts with:
     input:
         model=model_input,
         data=select_data,
-        pool=demonstration_pools,
+        demos=prompt_demos(select_languages),
     output:
         prompts=directory(SELECT_PROMPTS_DIR),
     log:
@@ -15,9 +15,7 @@ use rule build_prompts as build_select_prompts with:
     params:
         model_path=lambda wc: model_path(wc.model),
         languages=select_languages,
-        seed=config["few_shot"].get("seed", 1234),
-        resample=config["few_shot"].get("resample_per_example", False),
-        demonstrations=config["few_shot"].get("demonstrations", "train"),
+        template_kwargs=chat_template_kwargs,
         trust_remote_code=lambda wc: config["models"][wc.model].get(
             "trust_remote_code", False
         ),

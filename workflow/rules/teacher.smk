@@ -3,7 +3,8 @@ rule teacher_cache:
     given {tshots} demonstrations: computed once, read by every KD run of the task."""
     input:
         model=model_input,
-        train=DATA.replace("{split}", "train").replace("{lang}", "en"),
+        rows=TRAIN_ROWS,
+        demos=lambda wc: demos_files(wc.task, wc.tshots, ["en"]),
     output:
         cache=TEACHER,
     log:
@@ -16,7 +17,7 @@ rule teacher_cache:
     params:
         model_path=lambda wc: model_path(wc.model),
         display_name=lambda wc: display_name(config, wc.model),
-        data=lambda wc: train_data_settings(config, wc.task),
+        template_kwargs=chat_template_kwargs,
         settings=teacher_settings,
     script:
         "../scripts/teacher_cache.py"

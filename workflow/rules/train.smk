@@ -25,9 +25,7 @@ rule train:
         model_path=lambda wc: model_path(wc.model),
         tasks=lambda wc: scope_tasks(wc.scope),
         settings=run_settings,
-        data=lambda wc: {
-            t: train_data_settings(config, t) for t in scope_tasks(wc.scope)
-        },
+        template_kwargs=chat_template_kwargs,
         trust_remote_code=lambda wc: config["models"][wc.model].get(
             "trust_remote_code", False
         ),

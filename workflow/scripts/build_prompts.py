@@ -10,10 +10,8 @@ with staged_dir(snakemake.output.prompts) as out:
         snakemake.wildcards.task,
         p.languages,
         list(snakemake.input.data),
-        list(snakemake.input.pool),
+        list(snakemake.input.demos),
         [str(out / f"{lang}.json") for lang in p.languages],
-        k=int(snakemake.wildcards.shots),
-        seed=p.seed,
-        resample=p.resample,
+        template_kwargs=p.template_kwargs,
         trust_remote_code=p.trust_remote_code,
     )

@@ -8,18 +8,17 @@ def main():
     to_file(snakemake.log[0])
     torch.set_num_threads(snakemake.threads)
     p = snakemake.params
+    demos = list(snakemake.input.demos)
     build_teacher_cache(
         p.model_path,
         snakemake.wildcards.task,
-        snakemake.input.train,
+        snakemake.input.rows,
+        demos[0] if demos else None,
         snakemake.output.cache,
-        shots=int(snakemake.wildcards.tshots),
         top_k=p.settings["top_k"],
-        seed=p.data["seed"],
-        max_examples=p.data["max_examples"],
-        demo_shots=p.data["demo_shots"],
         settings=p.settings,
         model_name=p.display_name,
+        template_kwargs=p.template_kwargs,
     )
 
 

@@ -14,7 +14,7 @@ run_training(
     snakemake.output.adapter,
     snakemake.output.log_csv,
     p.settings,
-    p.data,
+    template_kwargs=p.template_kwargs,
     trust_remote_code=p.trust_remote_code,
     dev_files=list(snakemake.input.get("dev", [])),
 )

@@ -16,6 +16,12 @@ def cut_at_stop(text: str, stop: list[str] | None) -> str:
     return text[:cut]
 
 
+def choice_text(choice: str, chat_template: bool) -> str:
+    """A label word as it follows the prompt: itself after a chat template's assistant header,
+    after one space in the plain-text layout (as the demonstrations show it after ``Answer:``)."""
+    return choice if chat_template else " " + choice
+
+
 class Backend(Protocol):
     """Greedy generation and label scoring over the prompts of one cell."""
 

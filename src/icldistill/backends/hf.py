@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..models import eos_token_ids, load_causal_lm, load_tokenizer
 from ..prompts import PromptSet, encode_prompts
-from .base import cut_at_stop
+from .base import choice_text, cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 class HFBackend:
     """Greedy generation and label log-likelihood with a Hugging Face causal LM.
 
-    ``adapter`` is a PEFT adapter folder applied on top of the model (trained conditions).
+    ``adapter`` is a PEFT adapter folder applied on top of the model (trained conditions). It
+    stays unmerged: PEFT keeps the adapter weights in fp32 (``autocast_adapter_dtype``) and
+    adds their update to each layer's output, whereas merging it into bf16 weights rounds
+    most of the small updated entries away.
     """
 
     def __init__(
@@ -47,7 +50,7 @@ class HFBackend:
         if adapter is not None:
             from peft import PeftModel
 
-            self.model = PeftModel.from_pretrained(self.model, str(adapter)).merge_and_unload().eval()
+            self.model = PeftModel.from_pretrained(self.model, str(adapter), autocast_adapter_dtype=True).eval()
         self.device = next(self.model.parameters()).device
         self.batch_size = batch_size
         self.reuse_prefix = reuse_prefix
@@ -77,7 +80,9 @@ class HFBackend:
     def _prefix_cache(self, prefix: list[int]) -> Any:
         if not prefix or not self.reuse_prefix:
             return None
-        out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
+        # logits of the last position only: a 262k vocabulary (Gemma-3) times a few-shot prefix
+        # would otherwise be hundreds of MB of logits nobody reads
+        out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True, logits_to_keep=1)
         return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
 
     @staticmethod
@@ -98,7 +103,7 @@ class HFBackend:
     @torch.no_grad()
     def generate(self, prompts: PromptSet, max_new_tokens: list[int], stop: list[str] | None = None) -> list[str]:
         """Greedy completions, in the order of ``prompts``, cut before the first ``stop`` string."""
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, StoppingCriteriaList
 
         prefix, suffixes = self.encode(prompts)
         cache = self._prefix_cache(prefix)
@@ -123,8 +128,16 @@ class HFBackend:
             )
             # no ``stop_strings`` here: transformers matches them across the prompt boundary
             # (a prompt ending in "\n" stops at the first generated "\n" for stop "\n\n"), vLLM
-            # only in generated text; cutting the decoded text gives both the same result
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config, **extra)
+            # only in generated text; a row stops once its generated text holds a stop string
+            # and cutting the decoded text gives both backends the same result
+            criteria = [StopInGenerated(self.tokenizer, stop, input_ids.shape[1])] if stop else []
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                generation_config=config,
+                stopping_criteria=StoppingCriteriaList(criteria),
+                **extra,
+            )
             new = out[:, input_ids.shape[1] :]
             for row, i in enumerate(batch):
                 tokens = new[row, : max_new_tokens[i]].tolist()
@@ -161,16 +174,19 @@ class HFBackend:
     def answer_topk(
         self, prefix: list[int], seqs: list[list[int]], n_last: list[int], top_k: int, desc: str = "teacher"
     ):
-        """Yield ``(i, values, ids)``: the top-``top_k`` logits [n_last[i], K] and their token
-        ids at the last ``n_last[i]`` tokens of ``prefix + seqs[i]`` (the teacher cache)."""
+        """Yield ``(i, values, ids, entropy)``: the top-``top_k`` logits [n_last[i], K], their
+        token ids and the entropy (nats) of the full-vocabulary distribution [n_last[i]] at the
+        last ``n_last[i]`` tokens of ``prefix + seqs[i]`` (the teacher cache)."""
         for i, logits in self.continuation_logits(prefix, seqs, n_last, desc):
             values, ids = torch.topk(logits, k=min(top_k, logits.shape[-1]), dim=-1)
-            yield i, values, ids
+            yield i, values, ids, full_entropy(logits)
 
     def loglik(self, prompts: PromptSet, choices: list[str]) -> list[list[float]]:
-        """Sum of log-probabilities of each choice's tokens appended to each prompt."""
+        """Sum of log-probabilities of each choice's tokens appended to each prompt (choices
+        as :func:`~icldistill.backends.base.choice_text` writes them after the prompt)."""
         prefix, suffixes = self.encode(prompts)
-        choice_ids = [self.tokenizer(c, add_special_tokens=False).input_ids for c in choices]
+        texts = [choice_text(c, prompts.chat_template) for c in choices]
+        choice_ids = [self.tokenizer(c, add_special_tokens=False).input_ids for c in texts]
         pairs = [(i, j) for i in range(len(suffixes)) for j in range(len(choices))]
         seqs = [suffixes[i] + choice_ids[j] for i, j in pairs]
         scores = [[0.0] * len(choices) for _ in suffixes]
@@ -179,3 +195,23 @@ class HFBackend:
             targets = torch.tensor(choice_ids[j], device=logits.device)
             scores[i][j] = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None]).sum().item()
         return scores
+
+
+class StopInGenerated:
+    """A ``generate`` stopping criterion: a row is done once the text it generated (after
+    ``start``, the prompt width) contains one of ``stop``. Rows stop independently, so a batch
+    no longer runs to its longest budget when every answer has ended (the plain-text layout
+    ends answers with a blank line, not an end-of-turn token)."""
+
+    def __init__(self, tokenizer: Any, stop: list[str], start: int) -> None:
+        self.tokenizer, self.stop, self.start = tokenizer, list(stop), start
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.start :], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stop) for t in texts], device=input_ids.device)
+
+
+def full_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of softmax(``logits``) over the whole vocabulary, per row ([T, V] → [T])."""
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    return -(log_p.exp() * log_p).sum(-1)

