@@ -34,7 +34,7 @@ def measure(job: dict) -> dict:
     if kind == "generate":
         from icldistill.backends.hf import HFBackend
         from icldistill.demos import read_demonstrations
-        from icldistill.prompts import build_prompts
+        from icldistill.prompts import PLAIN_STOP, build_prompts
         from icldistill.tasks import get_task
 
         task = get_task(job["task"])
@@ -43,7 +43,7 @@ def measure(job: dict) -> dict:
         demos = read_demonstrations(job["demos"]) if job["shots"] else None
         prompts = build_prompts(backend.tokenizer, task, rows, demos)
         budgets = [task.generation_budget(r, job["max_new_tokens"]) for r in rows]
-        stop = [] if prompts.chat_template else ["\n\n"]
+        stop = [] if prompts.chat_template else list(PLAIN_STOP)
         start = time.perf_counter()
         outputs = backend.generate(prompts, budgets, stop)
         seconds = time.perf_counter() - start

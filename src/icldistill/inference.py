@@ -11,7 +11,7 @@ from typing import Any
 
 from .backends.base import choice_text
 from .data import read_jsonl, write_jsonl
-from .prompts import PromptSet
+from .prompts import PLAIN_STOP, PromptSet
 from .tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,6 @@ def close_backend(backend: Any) -> None:
 #: space included), as lm-evaluation-harness's ``acc_norm`` does, so that longer label words
 #: are not penalised for their extra tokens
 LOGLIK_SCORINGS = ("loglik", "loglik_norm")
-#: stop strings added for plain-text (no chat template) prompts
-PLAIN_STOP = ("\n\n",)
 
 
 def checked_scores(task_id: str, prompts: PromptSet, scores: list[list[float]]) -> list[list[float]]:

@@ -86,6 +86,9 @@ def has_chat_template(tokenizer: Any) -> bool:
 
 #: a demonstration in the plain-text layout; the answer follows ``Answer:`` after one space
 PLAIN_DEMO = "{message} {answer}\n\n"
+#: where an answer ends in the plain-text layout (the blank line after it): the stop string of
+#: plain-text completions
+PLAIN_STOP = ("\n\n",)
 
 
 def _messages(task: Task, demos: list[Row]) -> list[dict[str, str]]:
