@@ -90,6 +90,7 @@ _DELETE = object()
         ("conditions.distilled.sweep", {"lambda": [0.1, float("inf")]}, "conditions.distilled.sweep.lambda[1]"),
         ("training.lr", float("nan"), "training.lr"),
         ("conditions.meta.dynamic", {"strategy": "meta", "meta_lr": float("-inf")}, "conditions.meta.dynamic.meta_lr"),
+        ("models", {"m": {"gguf": {"package": "no-such-package-xyz", "file": "m.gguf"}}}, "models.m.gguf.package"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, key):
@@ -248,6 +249,29 @@ def test_workflow_refuses_a_nan_lambda_naming_the_key(tmp_path):
     result = _dry_run(tmp_path, _with("conditions.control.lambda", float("nan")))
     assert result.returncode != 0
     assert "config key 'conditions.control.lambda': must be a finite number, got nan" in result.stdout + result.stderr
+
+
+def test_a_condition_key_set_to_null_is_removed(tmp_path):
+    """``distilled: {sweep: null}`` in a --configfile drops the sweep (config/gemma-real.yaml)."""
+    result = _dry_run(tmp_path, _with("conditions.distilled.sweep", None))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "distilled@lam=" not in result.stdout + result.stderr
+    assert "condition=distilled" in result.stdout
+
+
+def test_assembled_gguf_calls_the_package_builder(tmp_path, monkeypatch):
+    from icldistill.models import ModelError, assembled_gguf
+
+    (tmp_path / "fake_builder.py").write_text(
+        "from pathlib import Path\ndef assemble(path):\n    Path(path).write_bytes(b'GGUF')\n    return path\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = assembled_gguf("pytest", "fake_builder:assemble", tmp_path)  # any installed distribution
+    assert out == tmp_path / "pytest.gguf" and out.read_bytes() == b"GGUF"
+    with pytest.raises(ModelError, match="pip install no-such-package-xyz"):
+        assembled_gguf("no-such-package-xyz", "fake_builder:assemble", tmp_path)
+    with pytest.raises(ModelError, match="cannot load 'fake_builder:missing'"):
+        assembled_gguf("pytest", "fake_builder:missing", tmp_path)
 
 
 def test_workflow_schema_rejects_wrong_type_naming_the_key(tmp_path):
