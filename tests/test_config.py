@@ -16,6 +16,7 @@ from icldistill.config import (
     check_config,
     comparisons,
     condition_rows,
+    eval_cap,
     expand_conditions,
     expanded,
     is_replicated,
@@ -59,6 +60,8 @@ _DELETE = object()
         ("conditions", {"base": {"kind": "teleport"}}, "conditions.base.kind"),
         ("few_shot.k", -1, "few_shot.k"),
         ("few_shot.k_per_task", {"ner": -2}, "few_shot.k_per_task.ner"),
+        ("eval.max_examples_per_task", {"pos": 0}, "eval.max_examples_per_task.pos"),
+        ("eval.max_examples_per_task", {"upos": 10}, "eval.max_examples_per_task.upos"),
         ("models", {}, "models"),
         ("models", {"m": {"display_name": "no source"}}, "models.m"),
         ("models", {"data": {"path": "x"}}, "models.data"),
@@ -223,6 +226,14 @@ def test_shots_follow_condition_and_per_task_override():
     assert shots(cfg, "base", "qa") == 0
     assert shots(cfg, "fewshot", "qa") == 2
     assert shots(cfg, "fewshot", "nli") == 5
+
+
+def test_eval_cap_per_task_overrides_the_global_cap():
+    cfg = _with("eval.max_examples_per_task", {"pos": 7, "qa": None})
+    cfg["eval"]["max_examples"] = 12
+    assert eval_cap(cfg, "pos") == 7
+    assert eval_cap(cfg, "qa") is None
+    assert eval_cap(cfg, "nli") == 12
 
 
 def _dry_run(tmp_path: Path, cfg: dict) -> subprocess.CompletedProcess:

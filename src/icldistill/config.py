@@ -143,6 +143,11 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
             _fail(f"few_shot.k_per_task.{task}", f"unknown task {task!r}")
         if k < 0:
             _fail(f"few_shot.k_per_task.{task}", f"must be >= 0, got {k}")
+    for task, cap in ((config.get("eval") or {}).get("max_examples_per_task") or {}).items():
+        if task not in TASKS:
+            _fail(f"eval.max_examples_per_task.{task}", f"unknown task {task!r}")
+        if cap is not None and cap < 1:
+            _fail(f"eval.max_examples_per_task.{task}", f"must be >= 1 or null, got {cap}")
     for task in config.get("scoring") or {}:
         if task not in TASKS:
             _fail(f"scoring.{task}", f"unknown task {task!r}")
@@ -456,6 +461,14 @@ def train_data_settings(config: dict[str, Any], task: str) -> dict[str, Any]:
         "seed": config.get("few_shot", {}).get("seed", 1234),
         "max_examples": (config.get("training") or {}).get("max_examples"),
     }
+
+
+def eval_cap(config: dict[str, Any], task: str) -> int | None:
+    """Evaluation rows per cell of ``task``: ``eval.max_examples_per_task`` where it names the
+    task, else ``eval.max_examples`` (``None``: all)."""
+    evaluation = config.get("eval") or {}
+    per_task = evaluation.get("max_examples_per_task") or {}
+    return per_task[task] if task in per_task else evaluation.get("max_examples")
 
 
 def shots(config: dict[str, Any], condition: str, task: str) -> int:

@@ -17,6 +17,7 @@ from icldistill.config import (
     comparisons,
     condition_rows,
     display_name,
+    eval_cap,
     expand_conditions,
     is_best,
     is_replicated,
@@ -139,10 +140,11 @@ def eval_split():
     return config["eval"].get("split", "test")
 
 
-def split_cap(split):
-    """Rows kept of a prepared split: the eval cap, the selection cap, or all."""
+def split_cap(task, split):
+    """Rows kept of a prepared split: the eval cap (per task where given), the selection cap,
+    or all."""
     if split == eval_split():
-        return config["eval"].get("max_examples")
+        return eval_cap(config, task)
     if split == "select":
         return (config.get("selection") or {}).get("max_examples")
     return None

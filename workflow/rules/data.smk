@@ -9,7 +9,7 @@ rule prepare_split:
         "../../envs/data.yaml"
     params:
         source=config["data"],
-        cap=lambda wc: split_cap(wc.split),
+        cap=lambda wc: split_cap(wc.task, wc.split),
         seed=config["eval"].get("seed", 1234),
     script:
         "../scripts/prepare_split.py"
