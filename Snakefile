@@ -26,6 +26,7 @@ localrules:
     best_cell,
     collect_cells,
     render_results,
+    run_record,
 
 
 include: "workflow/rules/model.smk"
@@ -47,4 +48,4 @@ onerror:
 rule all:
     default_target: True
     input:
-        get_final_output(),
+        get_final_output() + [RUN_RECORD],

@@ -3,6 +3,8 @@ report, a no-op second run, and a config change that reruns only the affected jo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -139,6 +141,22 @@ def test_second_run_has_nothing_to_do_and_report_renders(finished_run):
     assert "cells.csv" in html and "task_bar.png" in html
 
 
+def test_run_record_is_written_and_shown_in_the_report(finished_run, tiny_model_dir):
+    record = json.loads((finished_run / "results" / "run.json").read_text(encoding="utf-8"))
+    assert {"git", "versions", "config_hash", "models", "data", "config"} <= set(record)
+    assert {"commit", "dirty"} <= set(record["git"])
+    assert {"torch", "transformers", "peft", "vllm", "snakemake", "datasets"} <= set(record["versions"])
+    weights = tiny_model_dir / "model.safetensors"
+    weights_hash = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert record["models"]["tiny"]["files"]["model.safetensors"]["sha256"] == weights_hash
+    assert record["data"]["count"] > 0 and len(record["data"]["files"]) == record["data"]["count"]
+    results = (finished_run / "results" / "RESULTS.md").read_text(encoding="utf-8")
+    appendix = results[results.index("## Run Record") :]
+    assert f"**Config hash**: `{record['config_hash'][:12]}`" in appendix
+    assert f"`{record['models']['tiny']['sha256'][:12]}`" in appendix
+    assert f"{record['data']['count']} files (combined hash) | `{record['data']['sha256'][:12]}`" in appendix
+
+
 def test_config_change_reruns_only_affected_jobs(finished_run, tiny_model_dir):
     cfg = _config(tiny_model_dir)
     cfg["scoring"]["pa"] = "loglik"
@@ -185,15 +203,17 @@ def test_lambda_change_replans_only_that_condition(finished_run, tiny_model_dir)
     cfg = _config(tiny_model_dir)
     cfg["conditions"]["distilled_lam01"]["lambda"] = 0.05
     counts = _planned(finished_run, cfg)
-    # its 5 training runs (per task), their 5 evaluations and 28 cells, then table and report
+    # its 5 training runs (per task), their 5 evaluations and 28 cells, then table, run record
+    # (whose params hold the config hash) and report
     assert counts == {
         "train": 5,
         "infer": 5,
         "score_cell": 28,
         "collect_cells": 1,
+        "run_record": 1,
         "render_results": 1,
         "all": 1,
-        "total": 41,
+        "total": 42,
     }
 
 

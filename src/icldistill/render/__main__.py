@@ -9,6 +9,7 @@ from pathlib import Path
 
 from icldistill.render.report import render_report
 from icldistill.render.tables import read_cells, read_conditions, read_selection, read_training
+from icldistill.runrecord import read_record
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -53,6 +54,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="per-step training log of every run (for the λ_eff figure)",
     )
+    parser.add_argument(
+        "--run-record",
+        default=None,
+        type=Path,
+        help="run record (results/run.json); adds the Run Record appendix",
+    )
     return parser.parse_args(argv)
 
 
@@ -74,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             conditions=read_optional(args.conditions, read_conditions),
             selection=read_optional(args.selection, read_selection),
             training=read_optional(args.training, read_training),
+            run_record=read_optional(args.run_record, read_record),
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

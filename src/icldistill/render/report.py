@@ -518,6 +518,72 @@ def dynamic_context(
     }
 
 
+#: Where the workflow writes the run record the appendix summarises (:mod:`icldistill.runrecord`).
+RUN_RECORD_FILE = "results/run.json"
+
+#: Hex digits of a SHA-256 the appendix prints (run.json holds the whole hash).
+HASH_DIGITS = 12
+
+
+def short_hash(digest: str | None) -> str:
+    """The first :data:`HASH_DIGITS` hex digits of a hash as code, or ``—``."""
+    return f"`{digest[:HASH_DIGITS]}`" if digest else tables.MISSING
+
+
+def size_text(size: int | None) -> str:
+    """A file size in MB (``98.4 MB``), or nothing when unknown."""
+    return "" if size is None else f", {size / 1e6:.1f} MB"
+
+
+def model_source_text(entry: Mapping) -> str:
+    """Where a run-record model came from, in words."""
+    source = entry.get("source")
+    if source == "gguf":
+        version = entry.get("package_version") or "not installed"
+        what = f"`{entry['file']}`" if entry.get("file") else f"built by `{entry.get('assemble')}`"
+        text = f"GGUF {what} of {entry['package']} {version}{size_text(entry.get('size'))}"
+        return f"{text} (not hashed: {entry['error']})" if entry.get("error") else text
+    if source == "local":
+        return f"local folder `{entry['path']}`, {len(entry.get('files') or {})} files (combined hash)"
+    revision = entry.get("revision")
+    pinned = f"revision `{revision}`" if revision else "no revision pinned"
+    return f"hub id `{entry.get('id')}`, {pinned}"
+
+
+def run_record_context(record: Mapping | None) -> dict | None:
+    """The Run Record appendix: commit and dirty flag, package versions, config hash and a
+    table of model and data hashes (the data as a file count and one combined hash); None
+    without a record."""
+    if record is None:
+        return None
+    git = record.get("git") or {}
+    if git.get("commit"):
+        state = {True: "uncommitted changes", False: "clean", None: "state unknown"}[git.get("dirty")]
+        commit = f"`{git['commit'][:HASH_DIGITS]}` ({state})"
+    else:
+        commit = f"none — {git.get('note') or 'not a git checkout'}"
+    versions = " · ".join(f"{name} {version or tables.MISSING}" for name, version in record.get("versions", {}).items())
+    rows = [
+        [f"model `{name}`", model_source_text(entry), short_hash(entry.get("sha256") or entry.get("revision"))]
+        for name, entry in (record.get("models") or {}).items()
+    ]
+    data = record.get("data") or {}
+    if data.get("source") == "local":
+        rows.append(["data", f"`{data['path']}`, {data['count']} files (combined hash)", short_hash(data["sha256"])])
+    else:
+        rows.append(["data", data.get("note") or f"source {data.get('source')}", tables.MISSING])
+    return {
+        "file": RUN_RECORD_FILE,
+        "written_at": record.get("written_at") or tables.MISSING,
+        "commit": commit,
+        "versions": versions,
+        "python": record.get("python") or tables.MISSING,
+        "config_hash": short_hash(record.get("config_hash")),
+        "digits": HASH_DIGITS,
+        "table": table(["Input", "Source", "SHA-256"], rows),
+    }
+
+
 def build_context(
     cells: pd.DataFrame,
     focus_model: str,
@@ -526,13 +592,15 @@ def build_context(
     conditions_table: pd.DataFrame | None = None,
     selection: pd.DataFrame | None = None,
     paired: pd.DataFrame | None = None,
+    run_record: Mapping | None = None,
 ) -> dict:
     """Everything the template prints, as strings and lists of strings.
 
     ``figure_links`` maps a figure role (``task_bar``, ``gap``, ``heatmap``, ``lambda_sweep``,
     ``dynamic_gap``, ``lambda_eff``) to its link relative to RESULTS.md; a role missing from it
     is not shown. ``conditions_table`` and ``selection`` (tidy, see :mod:`tables`) add the λ
-    Sweep and Dynamic λ sections; without them ``sweep`` and ``dynamic`` are None.
+    Sweep and Dynamic λ sections; without them ``sweep`` and ``dynamic`` are None. A
+    ``run_record`` (``results/run.json``) adds the Run Record appendix.
     """
     models, conditions = tables.model_order(cells), tables.shown_conditions(cells, conditions_table)
     tasks, languages = tables.task_order(cells), tables.language_order(cells)
@@ -581,6 +649,7 @@ def build_context(
         "dynamic": dynamic_context(overview, conditions_table, labels, tests),
         "intervals": interval_context(cells, focus_model, conditions, labels),
         "parse_failures": parse_failure_context(cells, conditions_table, labels),
+        "run_record": run_record_context(run_record),
     }
 
 
@@ -632,6 +701,7 @@ def render_report(
     selection: pd.DataFrame | None = None,
     training: pd.DataFrame | None = None,
     paired: pd.DataFrame | None = None,
+    run_record: Mapping | None = None,
 ) -> Path:
     """Write ``out_dir/RESULTS.md`` and its figures under ``out_dir/figures``; return the report path.
 
@@ -640,7 +710,8 @@ def render_report(
     The optional ``conditions`` (labels, roles, λ, sweeps), ``selection`` (the dev choice of λ)
     and ``training`` (per-step logs) tables add the λ Sweep and Dynamic λ sections and figures;
     ``paired`` (``paired.csv``) bolds gaps by the evidence of paired bootstrap tests and prints
-    their intervals. Without them the report is the seed layout.
+    their intervals; ``run_record`` (``results/run.json``, :mod:`icldistill.runrecord`) adds
+    the Run Record appendix. Without them the report is the seed layout.
     """
     cells = tables.tidy_cells(cells)
     if cells.empty:
@@ -657,7 +728,7 @@ def render_report(
     names = figures.figure_names(heatmap_condition)
     written_names = {path.name for path in written}
     links = {role: f"{FIGURES_DIR}/{name}" for role, name in names.items() if name in written_names}
-    context = build_context(cells, focus_model, heatmap_condition, links, conditions, selection, paired)
+    context = build_context(cells, focus_model, heatmap_condition, links, conditions, selection, paired, run_record)
     report = out_dir / REPORT_NAME
     report.write_text(render_markdown(context, template), encoding="utf-8")
     return report
