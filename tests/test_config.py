@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,11 +96,95 @@ _DELETE = object()
         ("training.lr", float("nan"), "training.lr"),
         ("conditions.meta.dynamic", {"strategy": "meta", "meta_lr": float("-inf")}, "conditions.meta.dynamic.meta_lr"),
         ("models", {"m": {"gguf": {"package": "no-such-package-xyz", "file": "m.gguf"}}}, "models.m.gguf.package"),
+        # a model id names its results folder: no path separators, no '..'
+        ("models", {"../../escape": {"path": "org/model"}}, "models.../../escape"),
+        ("models", {"a/b": {"path": "org/model"}}, "models.a/b"),
+        ("models", {"a..b": {"path": "org/model"}}, "models.a..b"),
+        # display names and condition labels (given or derived) are unique
+        (
+            "models",
+            {"a": {"path": "org/model-a", "display_name": "M"}, "b": {"path": "org/model-b", "display_name": "M"}},
+            "models.b.display_name",
+        ),
+        ("models", {"a": {"path": "org/model-a", "display_name": "b"}, "b": {"path": "org/model-b"}}, "models.b"),
+        ("conditions.control.label", "Distilled", "conditions.control.label"),
+        ("conditions.control.label", "Distilled λ=0.1", "conditions.control.label"),
+        # a local model folder must exist and hold a config.json (hub ids are not looked up)
+        ("models", {"m": {"path": "/no/such/model-folder"}}, "models.m.path"),
+        ("models", {"m": {"path": "does/not/exist"}}, "models.m.path"),
+        ("models", {"m": {"path": str(ROOT / "resources")}}, "models.m.path"),
+        # enums the trainer accepts
+        ("training.kd_loss", "js", "training.kd_loss"),
+        # k demonstrations (and one training row besides them) from the local English train pool
+        ("few_shot.k", 1000, "few_shot.k"),
+        ("few_shot.k_per_task", {"qa": 120}, "few_shot.k_per_task.qa"),
+        # every task has a cell: PAWS-X has no Hindi
+        ("languages", ["hi"], "tasks[1]"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, key):
-    with pytest.raises(ConfigError, match=rf"config key '{__import__('re').escape(key)}'"):
+    with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}'"):
         check_config(_with(path, value), root=ROOT)
+
+
+def test_hub_ids_and_pools_large_enough_pass():
+    """A Hugging Face id is not looked up (no network at config time); k = pool size - 1 leaves
+    one training row; k = pool size is fine without training."""
+    check_config(_with("models", {"m": {"path": "org/not-cached-model"}}), root=ROOT)
+    check_config(_with("few_shot.k", 119), root=ROOT)
+    infer_only = _with("few_shot.k", 120)
+    infer_only["conditions"] = {k: v for k, v in infer_only["conditions"].items() if v["kind"] == "infer"}
+    check_config(infer_only, root=ROOT)
+    check_config(_with("languages", ["hi", "de"]), root=ROOT)  # pa has de
+
+
+def test_lora_target_modules_must_exist_in_the_model(tiny_model_dir, tmp_path):
+    """Module names come from the safetensors header (the tied lm_head is not stored there);
+    a folder without safetensors builds its config on the meta device."""
+    cfg = _with("models", {"tiny": {"path": str(tiny_model_dir)}})
+    check_config(cfg, root=ROOT)  # the default targets: every projection of a Llama
+    cfg["training"]["lora"]["target_modules"] = ["q_proj", "self_attn.v_proj", "lm_head"]
+    check_config(cfg, root=ROOT)
+    cfg["training"]["lora"]["target_modules"] = ["q_proj", "q_prj"]
+    with pytest.raises(ConfigError, match=r"config key 'training.lora.target_modules\[1\]': .*no module 'q_prj'"):
+        check_config(cfg, root=ROOT)
+    cfg["training"]["method"] = "full"  # no LoRA: nothing to target
+    check_config(cfg, root=ROOT)
+    config_only = tmp_path / "config-only"
+    config_only.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", config_only)
+    cfg = _with("models", {"tiny": {"path": str(config_only)}})
+    cfg["training"]["lora"]["target_modules"] = ["down_proj", "mlp.up_proj"]
+    check_config(cfg, root=ROOT)
+    cfg["training"]["lora"]["target_modules"] = ["down_proj", "mlp.q_proj"]
+    with pytest.raises(ConfigError, match=r"config key 'training.lora.target_modules\[1\]': .*no module 'mlp.q_proj'"):
+        check_config(cfg, root=ROOT)
+
+
+def test_kd_loss_values_are_the_trainers():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from icldistill.config import KD_LOSSES
+    from icldistill.train.losses import KD_LOSSES as TRAINER_KD_LOSSES
+
+    assert set(KD_LOSSES) == set(TRAINER_KD_LOSSES)
+    schema = str(ROOT / "config" / "schema" / "config.schema.yaml")
+    for path in ("training.kd_loss", "conditions.distilled.kd_loss"):
+        validate(_with(path, "kl"), schema)
+        with pytest.raises(WorkflowError, match="'js' is not one of"):
+            validate(_with(path, "js"), schema)
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
+    from icldistill.config import check_config_files
+
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("training:\n  lr: 0.1\nconditions:\n  a: {kind: infer}\n  b: {kind: infer}\n")
+    bad.write_text("training:\n  lr: 0.1\n  max_steps: 2\nconditions:\n  a: {kind: infer, kind: train}\n")
+    check_config_files([good, ROOT / "config" / "config.yaml"])
+    with pytest.raises(ConfigError, match=rf"config key 'conditions.a.kind': given twice in {bad}, line 5"):
+        check_config_files([good, bad])
 
 
 def test_default_config_is_valid_and_skips_invalid_pairs():
@@ -319,3 +405,32 @@ def test_default_grid_trains_each_distinct_run_once_and_shares_teacher_caches(tm
     assert counts["best_cell"] == 28 and counts["score_select"] == 15
     assert "distilled@lam=0/adapter" not in result.stdout
     assert "results/data/nli/select.en.jsonl" in result.stdout
+
+
+def test_workflow_refuses_a_key_given_twice_naming_file_and_line(tmp_path):
+    configfile = tmp_path / "twice.yaml"
+    configfile.write_text("training:\n  lr: 0.1\n  max_steps: 2\n  lr: 0.2\n")
+    snakemake = Path(sys.executable).with_name("snakemake")
+    result = subprocess.run(
+        [str(snakemake), "-n", "--cores", "1", "--configfile", str(configfile), "--directory", str(ROOT)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert (
+        f"config key 'training.lr': given twice in {configfile}, line 4 (first on line 2)"
+        in result.stdout + result.stderr
+    )
+
+
+def test_training_reads_english_data_without_english_among_the_languages(tmp_path):
+    """Training rows, the teacher's demonstrations and the best-λ choice read English data,
+    whether or not English is evaluated."""
+    result = _dry_run(tmp_path, _with("tasks", ["nli"]) | {"languages": ["de"]})
+    assert result.returncode == 0, result.stderr[-2000:]
+    for path in ("data/nli/train.en.jsonl", "data/nli/demos/5shot.en.json", "data/nli/select.en.jsonl"):
+        assert f"results/{path}" in result.stdout
+    assert not re.search(r"results/[^/\s]+/nli/[^/\s]+/metrics/en\.json", result.stdout)  # English is not evaluated
+    assert "results/smollm2-135m/nli/base/metrics/de.json" in result.stdout

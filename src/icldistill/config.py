@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,11 @@ LOSSES = ("ce", "kd")
 KD_LOSSES = ("mse", "kl")
 #: path segments the workflow uses itself; a model id may not shadow them
 RESERVED_MODEL_IDS = ("data", "models", "tables", "figures", "logs", "benchmarks")
+#: a model id names its folder ``results/<id>``: letters, digits, ``.``, ``_``, ``-``, no ``..``
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: what huggingface_hub accepts as a repo id (``name`` or ``namespace/name``); a model ``path``
+#: that is not one of these can only be a local folder
+HUB_ID = re.compile(r"(\w(?:[\w.-]{0,94}\w)?/)?\w(?:[\w.-]{0,94}\w)?")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 #: Dynamic-λ strategies (``conditions.<name>.dynamic.strategy``) and their parameters'
@@ -72,6 +79,12 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
     if not models:
         _fail("models", "at least one model is required")
     for mid, spec in models.items():
+        if not isinstance(mid, str) or not MODEL_ID.fullmatch(mid) or ".." in mid:
+            _fail(
+                f"models.{mid}",
+                "a model id names its folder results/<id>: use letters, digits, '.', '_' and '-' only "
+                "(no path separators, no '..')",
+            )
         if mid in RESERVED_MODEL_IDS:
             _fail(f"models.{mid}", f"model id may not be one of {', '.join(RESERVED_MODEL_IDS)}")
         if not isinstance(spec, dict) or ("path" in spec) == ("gguf" in spec):
@@ -81,6 +94,15 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
                 check_installed(spec["gguf"].get("package", ""))
             except ModelError as err:
                 _fail(f"models.{mid}.gguf.package", str(err))
+        else:
+            _check_model_folder(mid, spec["path"], root)
+    names: dict[str, str] = {}
+    for mid, spec in models.items():
+        name = display_name(config, mid)
+        if name in names:
+            key = f"models.{mid}.display_name" if "display_name" in spec else f"models.{mid}"
+            _fail(key, f"display name {name!r} is also model {names[name]!r}'s; display names must be unique")
+        names[name] = mid
     for i, task in enumerate(config.get("tasks") or []):
         if task not in TASKS:
             _fail(f"tasks[{i}]", f"unknown task {task!r}; known: {', '.join(TASKS)}")
@@ -91,6 +113,13 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
             _fail(f"languages[{i}]", f"unknown language {lang!r}; known: {', '.join(LANGUAGES)}")
     if not config.get("languages"):
         _fail("languages", "at least one language is required")
+    for i, task in enumerate(config["tasks"]):
+        if not task_languages(config, task):
+            _fail(
+                f"tasks[{i}]",
+                f"{task} has no data in any language of 'languages' ({', '.join(config['languages'])}), so "
+                f"the grid has no {task} cell; {task} has {', '.join(get_task(task).languages)}",
+            )
     conditions = config.get("conditions") or {}
     if not conditions:
         _fail("conditions", "at least one condition is required")
@@ -117,6 +146,8 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
         _fail("training.mode", f"unknown mode {training['mode']!r}; expected per_task or multitask")
     if training.get("method", "lora") not in ("lora", "full"):
         _fail("training.method", f"unknown method {training['method']!r}; expected lora or full")
+    if training.get("kd_loss", "mse") not in KD_LOSSES:
+        _fail("training.kd_loss", f"unknown KD loss {training['kd_loss']!r}; expected one of {', '.join(KD_LOSSES)}")
     seeds = training.get("seeds")
     if seeds is not None:
         for i, value in enumerate(seeds):
@@ -162,11 +193,223 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
         path = Path(root) / data.get("path", "")
         if not path.is_dir():
             _fail("data.path", f"{path} is not a folder")
+        _check_demonstration_pools(config, path)
     report = config.get("report") or {}
     if report.get("focus_model") and report["focus_model"] not in models:
         _fail("report.focus_model", f"{report['focus_model']!r} is not a model of 'models'")
     if report.get("heatmap_condition") and report["heatmap_condition"] not in conditions:
         _fail("report.heatmap_condition", f"{report['heatmap_condition']!r} is not a condition of 'conditions'")
+    _check_labels(config)
+    if training.get("method", "lora") == "lora" and any(c.get("kind") == "train" for c in conditions.values()):
+        for mid in models:
+            _check_target_modules(config, mid, root)
+
+
+def check_config_files(paths: list[str | Path]) -> None:
+    """Raise :class:`ConfigError` for a key given twice in one mapping of a YAML (or JSON)
+    config file, naming the key, the file and both lines: YAML loaders keep the last value
+    silently. Files that do not parse are left to the loader that reads them."""
+    import yaml
+
+    for path in paths:
+        try:
+            node = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        _check_unique_keys(node, "", str(path))
+
+
+def _check_unique_keys(node: Any, key: str, path: str) -> None:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            name = key_node.value
+            child = f"{key}.{name}" if key else name
+            line = key_node.start_mark.line + 1
+            if name in lines:
+                _fail(child, f"given twice in {path}, line {line} (first on line {lines[name]}); remove one")
+            lines[name] = line
+            _check_unique_keys(value_node, child, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(item, f"{key}[{i}]", path)
+
+
+def _check_model_folder(mid: str, source: str, root: str | Path) -> None:
+    """A ``path`` that names a local folder (it exists, or cannot be a Hugging Face id) must be a
+    model folder with a ``config.json``. A Hugging Face id is not looked up (no network here)."""
+    folder = Path(root) / source
+    local = folder.exists() or source.startswith(("/", ".", "~")) or not _is_hub_id(source)
+    if not local:
+        return
+    if not folder.is_dir():
+        _fail(f"models.{mid}.path", f"no model folder {folder} (give a local folder or a Hugging Face id org/name)")
+    if not (folder / "config.json").is_file():
+        _fail(f"models.{mid}.path", f"{folder} has no config.json: not a Hugging Face model folder")
+
+
+def _is_hub_id(source: str) -> bool:
+    return bool(HUB_ID.fullmatch(source)) and "--" not in source and ".." not in source
+
+
+def _check_labels(config: dict[str, Any]) -> None:
+    """Condition labels (given, or derived as the report derives them, sweep members and seed
+    runs included) name the report's rows and columns: two conditions may not share one."""
+    grid = expanded(config)
+    seen: dict[str, str] = {}
+    for name in grid["conditions"]:
+        label = condition_label(grid, name)
+        if label in seen:
+            origin = _configured(grid, name)
+            key = f"conditions.{origin}.label" if config["conditions"][origin].get("label") else f"conditions.{origin}"
+            _fail(key, f"label {label!r} of {name!r} is also the label of {seen[label]!r}; labels must be unique")
+        seen[label] = name
+
+
+def _configured(grid: dict[str, Any], name: str) -> str:
+    """The configured condition an expanded one comes from (a sweep member's or seed run's)."""
+    cond = grid["conditions"][name]
+    origin = cond.get("seed_of") or cond.get("sweep_of")
+    return name if origin is None else _configured(grid, origin)
+
+
+def _check_demonstration_pools(config: dict[str, Any], data: Path) -> None:
+    """Every demonstration draw has rows enough: k per prompt from the pool (English train, or
+    with ``demonstrations: dev`` the language's dev split), and with training at least one
+    English training row left after the English draw is held out. Local files only; a missing
+    file is left to the data job."""
+    conditions = config["conditions"]
+    few_shot = config.get("few_shot") or {}
+    prompts = any(c.get("kind") == "infer" and c.get("few_shot") for c in conditions.values())
+    trains = any(c.get("kind") == "train" for c in conditions.values())
+    resample = bool(few_shot.get("resample_per_example"))
+    from_dev = few_shot.get("demonstrations", "train") == "dev"
+    for task in config["tasks"]:
+        k = few_shot_k(config, task)
+        if k == 0:
+            continue
+        key = f"few_shot.k_per_task.{task}" if task in (few_shot.get("k_per_task") or {}) else "few_shot.k"
+        pools: dict[Path, int] = {}  # pool file -> rows it needs
+        langs = (task_languages(config, task) if prompts else []) + (["en"] if trains else [])
+        for lang in langs:
+            file = data / task / (f"dev.{lang}.jsonl" if from_dev else "train.en.jsonl")
+            need = k + 1 if resample or (trains and not from_dev) else k
+            pools[file] = max(need, pools.get(file, 0))
+        for file, need in pools.items():
+            rows = _count_rows(file, need)
+            if rows is not None and rows < need:
+                why = ""
+                if need > k:
+                    why = (
+                        "; each example draws them from the pool without itself"
+                        if resample
+                        else "; the English draw is held out of training, which needs a row left"
+                    )
+                _fail(key, f"{k} demonstrations per prompt, but the pool {file} has {rows} rows{why}")
+
+
+def _count_rows(path: Path, stop: int) -> int | None:
+    """Non-blank lines of ``path``, counting no further than ``stop``; None when it is missing."""
+    if not path.is_file():
+        return None
+    rows = 0
+    with path.open("rb") as f:
+        for line in f:
+            rows += bool(line.strip())
+            if rows >= stop:
+                break
+    return rows
+
+
+def _model_folder(config: dict[str, Any], mid: str, root: str | Path) -> Path | None:
+    """The folder whose config and weights ``mid`` is loaded from, when it is here already: a
+    local folder, a GGUF model's converted folder, or a Hugging Face id's cached snapshot. None
+    for a GGUF model not yet converted and a hub id not in the local cache (never downloaded)."""
+    spec = config["models"][mid]
+    if "gguf" in spec:
+        folder = Path(root) / "results" / "models" / mid
+        return folder if (folder / "config.json").is_file() else None
+    folder = Path(root) / spec["path"]
+    if folder.is_dir():
+        return folder
+    if not _is_hub_id(spec["path"]):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    cached = try_to_load_from_cache(spec["path"], "config.json")
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def _check_target_modules(config: dict[str, Any], mid: str, root: str | Path) -> None:
+    """Every LoRA ``target_modules`` entry names a module of ``mid`` (PEFT's rule: the module's
+    name, or its name's last dotted parts). Module names are read from the safetensors header or
+    index (no weights loaded, no torch import: a few milliseconds); a folder without safetensors
+    builds the model its config.json describes on the meta device instead (seconds). Models not
+    on disk yet (a GGUF model before its conversion, a hub id not in the local cache) are not
+    checked: the check never downloads anything."""
+    targets = list(((config.get("training") or {}).get("lora") or {}).get("target_modules", DEFAULT_TARGETS))
+    folder = _model_folder(config, mid, root)
+    if folder is None or not targets:
+        return
+    modules = _weight_modules(folder)
+    if modules is None:
+        modules = _meta_modules(folder, bool(config["models"][mid].get("trust_remote_code", False)))
+    if modules is None:  # transformers cannot build it from local files: the job will say why
+        return
+    for i, target in enumerate(targets):
+        if not _has_module(modules, target):
+            ends = sorted({m.rsplit(".", 1)[-1] for m in modules if not m.rsplit(".", 1)[-1].isdigit()})
+            _fail(
+                f"training.lora.target_modules[{i}]",
+                f"model {mid!r} ({folder}) has no module {target!r}; its module names end in: {', '.join(ends)}",
+            )
+
+
+def _has_module(modules: set[str], target: str) -> bool:
+    return target in modules or any(m.endswith("." + target) for m in modules)
+
+
+def _weight_modules(folder: Path) -> set[str] | None:
+    """Names of the modules that hold a stored weight and of their parents, from the safetensors
+    index or header, and ``lm_head``; None without safetensors files."""
+    index = folder / "model.safetensors.index.json"
+    try:
+        if index.is_file():
+            names = list(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
+        elif (folder / "model.safetensors").is_file():
+            with (folder / "model.safetensors").open("rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                names = [n for n in json.loads(f.read(size)) if n != "__metadata__"]
+        else:
+            return None
+    except (OSError, ValueError, KeyError, struct.error):
+        return None
+    modules = {".".join(parts[:i]) for parts in (n.split(".") for n in names) for i in range(1, len(parts))}
+    # a causal LM always has its head; tied to the word embeddings it is not stored
+    return modules | {"lm_head"}
+
+
+def _meta_modules(folder: Path, trust_remote_code: bool) -> set[str] | None:
+    """Module names of the model ``folder``'s config.json describes, built on the meta device
+    (no weights, no memory); None when transformers cannot build it from local files."""
+    try:
+        if "auto_map" in json.loads((folder / "config.json").read_text(encoding="utf-8")):
+            return None  # custom code: may need the network, and runs code
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        model_config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=trust_remote_code)
+    except Exception:  # noqa: BLE001 - an unknown architecture is the job's to report
+        return None
+    return {name for name, _ in model.named_modules()}
 
 
 def _check_finite(value: Any, key: str) -> None:

@@ -14,6 +14,7 @@ from icldistill.config import (
     best_conditions,
     cells,
     check_config,
+    check_config_files,
     comparisons,
     condition_rows,
     display_name,
@@ -36,6 +37,13 @@ from icldistill.config import (
     training_seeds,
     uses_teacher,
 )
+
+# a key given twice in one config file is an error (YAML would keep the last one silently):
+# config/config.yaml and every --configfile, read again with a check for repeated keys
+try:
+    check_config_files(workflow.configfiles)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 # --configfile files are merged over config/config.yaml key by key; a model or condition set to
 # null there is removed (config/paper.yaml drops the default model this way), and so is a
@@ -68,6 +76,10 @@ MODELS = list(config["models"])
 TASKS = list(config["tasks"])
 CONDITIONS = list(config["conditions"])
 LANGUAGES = list(config["languages"])
+# data files exist for more languages than are evaluated: training rows, the teacher's
+# demonstrations and the training-row hold-out always come from English train, and the best λ
+# is chosen on the selection languages' dev data, whether or not they are evaluated
+DATA_LANGUAGES = list(dict.fromkeys(LANGUAGES + ["en"] + selection_languages(config)))
 
 
 def one_of(names):
@@ -80,7 +92,7 @@ wildcard_constraints:
     model=one_of(MODELS),
     task=one_of(TASKS),
     condition=one_of(CONDITIONS),
-    lang=one_of(LANGUAGES),
+    lang=one_of(DATA_LANGUAGES),
     split="train|dev|test|select",
     shots=r"\d+",
     tshots=r"\d+",
