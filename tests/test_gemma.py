@@ -36,10 +36,24 @@ if not (SHARED / "xtreme-real").is_dir():
 def gemma_run(tmp_path_factory):
     from .conftest import ROOT
 
-    config = yaml.safe_load((ROOT / "config" / "gemma-real.yaml").read_text())
+    # config/gemma-real.yaml merged over config/config.yaml key by key, as `--configfile` merges
+    # it (the test's folder has no config/config.yaml, so the file written here is the whole config)
+    def merged(base, over):
+        out = dict(base)
+        for key, value in over.items():
+            both = isinstance(value, dict) and isinstance(base.get(key), dict)
+            out[key] = merged(base[key], value) if both else value
+        return out
+
+    default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config = merged(default, yaml.safe_load((ROOT / "config" / "gemma-real.yaml").read_text()))
+    config["models"] = {name: model for name, model in config["models"].items() if model is not None}
     config["data"]["path"] = str(SHARED / "xtreme-real")
     config |= {"tasks": ["nli"], "languages": ["en", "de"]}
-    config["conditions"] = {name: config["conditions"][name] for name in ("base", "finetuned", "distilled")}
+    config["conditions"] = {
+        name: {key: value for key, value in config["conditions"][name].items() if value is not None}
+        for name in ("base", "finetuned", "distilled")
+    }
     config["eval"]["max_examples"] = 8
     config["training"] |= {"max_steps": 3, "max_examples": 24, "batch_size": 4, "checkpoint_every": 0}
     config["few_shot"]["k"] = 2
