@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .config import task_languages
+
 #: Bumped when the record's layout changes.
 RECORD_FORMAT = 1
 
@@ -166,16 +168,6 @@ def model_record(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- data ----------------------------------------------------------------------------------------
-def _task_languages(config: Mapping[str, Any], task: str) -> list[str]:
-    from icldistill.tasks import get_task
-
-    try:
-        known = set(get_task(task).languages)
-    except (KeyError, ValueError):
-        return list(config["languages"])
-    return [lang for lang in config["languages"] if lang in known]
-
-
 def data_files(config: Mapping[str, Any]) -> list[Path]:
     """The local data files the grid can read: ``<data.path>/<task>/<split>.<lang>.jsonl`` for
     every configured task, split and language the task has, where the file exists."""
@@ -184,7 +176,7 @@ def data_files(config: Mapping[str, Any]) -> list[Path]:
         path
         for task in config["tasks"]
         for split in DATA_SPLITS
-        for lang in _task_languages(config, task)
+        for lang in task_languages(config, task)
         if (path := root / task / f"{split}.{lang}.jsonl").is_file()
     ]
 
