@@ -113,23 +113,30 @@ def save_teacher_cache(path: str | Path, tensors: dict[str, torch.Tensor], heade
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"header": json.dumps(header, ensure_ascii=False)})
+    try:
+        save_file(tensors, str(tmp), metadata={"header": json.dumps(header, ensure_ascii=False)})
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
 
 
 def load_teacher_cache(path: str | Path, examples: list[TrainExample], tokenizer_hash: str) -> TeacherCache:
     """Load a cache and check it belongs to ``examples`` and the tokenizer; clear errors otherwise."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
     path = Path(path)
+    # a file cut short, overwritten or not safetensors at all: whatever the reader raises
     try:
         with safe_open(str(path), framework="pt") as f:
             header = json.loads((f.metadata() or {})["header"])
             tensors = {name: f.get_tensor(name) for name in ("values", "ids", "offsets", "answer_ids")}
             if "entropy" in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
                 tensors["entropy"] = f.get_tensor("entropy")
-    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as err:
-        raise TeacherCacheError(f"{path}: not a readable teacher cache ({err})") from None
+    except Exception as err:
+        raise TeacherCacheError(f"{path}: not a readable teacher cache ({type(err).__name__}: {err})") from None
+    if not isinstance(header, dict):
+        raise TeacherCacheError(f"{path}: not a readable teacher cache (its header is not a JSON object)")
     cache = TeacherCache(header=header, **tensors)
     if header.get("format_version") != FORMAT_VERSION:
         raise TeacherCacheError(
@@ -145,7 +152,12 @@ def load_teacher_cache(path: str | Path, examples: list[TrainExample], tokenizer
         raise TeacherCacheError(f"{path}: its examples are not the training data's (rebuild the cache)")
     expected = torch.tensor([0] + [len(e.answer_ids) for e in examples], dtype=torch.int64).cumsum(0)
     n = int(expected[-1])
-    if not torch.equal(cache.offsets, expected) or cache.values.shape[0] != n or cache.ids.shape[0] != n:
+    if cache.values.dim() != 2 or cache.ids.shape != cache.values.shape or cache.answer_ids.dim() != 1:
+        raise TeacherCacheError(
+            f"{path}: misshapen (values {list(cache.values.shape)}, ids {list(cache.ids.shape)}, "
+            f"answer_ids {list(cache.answer_ids.shape)}); rebuild the cache"
+        )
+    if not torch.equal(cache.offsets, expected) or cache.values.shape[0] != n:
         raise TeacherCacheError(f"{path}: truncated or misaligned ({cache.values.shape[0]} rows for {n} answer tokens)")
     answers = torch.tensor([t for e in examples for t in e.answer_ids], dtype=torch.int32)
     if not torch.equal(cache.answer_ids, answers):

@@ -7,8 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..data import read_jsonl
+from ..data import read_jsonl, staged_dir
 from ..models import load_tokenizer
+from ..teacher import TeacherCacheError
 from .examples import build_sequences, tokenizer_hash
 from .trainer import TaskData, TrainSettings, train
 
@@ -54,21 +55,28 @@ def run_training(
 ) -> dict[str, Any]:
     """Train one condition on one task (``per_task``) or on several (``multitask``) from each
     task's training rows (``rows_files``); ``dev_files`` (English dev, one per task) feed the
-    ``meta`` strategy's look-ahead."""
+    ``meta`` strategy's look-ahead. A teacher cache that fails its checks is removed before
+    the error is raised: it is derived data, and without the file the teacher rule rebuilds it
+    on the next run (kept, it would look up to date and fail every run the same way)."""
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     teachers = teacher_files or [None] * len(task_ids)
     devs = dev_files or [None] * len(task_ids)
-    tasks = [
-        load_task_data(tokenizer, task_id, rows_file, teacher_file, template_kwargs, dev_file)
-        for task_id, rows_file, teacher_file, dev_file in zip(task_ids, rows_files, teachers, devs, strict=True)
-    ]
+    tasks = []
+    for task_id, rows_file, teacher_file, dev_file in zip(task_ids, rows_files, teachers, devs, strict=True):
+        try:
+            tasks.append(load_task_data(tokenizer, task_id, rows_file, teacher_file, template_kwargs, dev_file))
+        except TeacherCacheError as err:
+            Path(teacher_file).unlink(missing_ok=True)
+            raise TeacherCacheError(f"{err}; removed it, the next run rebuilds it") from None
     train_settings = TrainSettings(**settings)
     checkpoints = Path(out_dir).with_name(Path(out_dir).name + ".checkpoints")
-    summary = train(
-        model_path, tasks, train_settings, out_dir, checkpoints, log_csv, tokenizer.pad_token_id, trust_remote_code
-    )
-    if train_settings.method == "full":
-        tokenizer.save_pretrained(out_dir)
-    (Path(out_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
+    # the adapter, tokenizer, summary and (last) manifest appear in ``out_dir`` at once
+    with staged_dir(out_dir) as staging:
+        summary = train(
+            model_path, tasks, train_settings, staging, checkpoints, log_csv, tokenizer.pad_token_id, trust_remote_code
+        )
+        if train_settings.method == "full":
+            tokenizer.save_pretrained(staging)
+        (staging / "summary.json").write_text(json.dumps(summary, indent=1))
     log.info("training done: %s", summary)
     return summary

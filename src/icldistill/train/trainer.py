@@ -8,16 +8,17 @@ checkpoint.
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
 import logging
 import math
-import pickle
 import random
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,10 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 # -- checkpoints -------------------------------------------------------------------------------
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be fully read, or whose tensors do not fit the model and optimizer."""
+
+
 def save_checkpoint(
     directory: Path,
     model,
@@ -225,18 +230,25 @@ def save_checkpoint(
     tmp = directory / f".step-{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in trainable_state(model).items()}, str(tmp / "trainable.safetensors"))
-    state = {
-        "step": step,
-        "fingerprint": fingerprint,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "log_rows": log_rows,
-        "strategy": strategy_state or {},
-    }
-    torch.save(state, tmp / "state.pt")
+    try:
+        weights = tmp / "trainable.safetensors"
+        save_file({k: v.contiguous() for k, v in trainable_state(model).items()}, str(weights))
+        state = {
+            "step": step,
+            "fingerprint": fingerprint,
+            # checked on load: a weights file damaged after it was written is not resumed from
+            "weights_sha256": _sha256(weights),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "log_rows": log_rows,
+            "strategy": strategy_state or {},
+        }
+        torch.save(state, tmp / "state.pt")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)  # a checkpoint of other settings or data, ignored on resume
     tmp.rename(final)
     for old in directory.glob("step-*"):
@@ -245,19 +257,20 @@ def save_checkpoint(
     return final
 
 
-def latest_checkpoint(directory: Path, fingerprint: dict[str, str]) -> Path | None:
-    """The newest complete checkpoint made with the same settings from the same data
-    (``fingerprint``: ``settings`` and ``data`` hashes); others are ignored, saying why."""
+def matching_checkpoints(directory: Path, fingerprint: dict[str, str]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Newest first, each complete checkpoint (and its state) made with the same settings from
+    the same data (``fingerprint``: ``settings`` and ``data`` hashes); others are ignored,
+    saying why."""
     for path in sorted(directory.glob("step-*"), reverse=True):
         try:
             state = _load_state(path)
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-            log.warning("ignoring checkpoint %s: unreadable (%s)", path, err)
+        except Exception as err:  # any damage: the checkpoint is skipped, named
+            log.warning("ignoring checkpoint %s: %s unreadable (%s)", path, path / "state.pt", err)
             continue
-        made = state.get("fingerprint")
+        made = state.get("fingerprint") if isinstance(state, dict) else None
         if made == fingerprint:
-            return path
-        if not isinstance(made, dict) or made.get("settings") != fingerprint["settings"]:
+            yield path, state
+        elif not isinstance(made, dict) or made.get("settings") != fingerprint["settings"]:
             log.warning("ignoring checkpoint %s: made with other settings; training starts fresh", path)
         else:
             log.warning(
@@ -265,7 +278,11 @@ def latest_checkpoint(directory: Path, fingerprint: dict[str, str]) -> Path | No
                 "training starts fresh",
                 path,
             )
-    return None
+
+
+def latest_checkpoint(directory: Path, fingerprint: dict[str, str]) -> Path | None:
+    """The newest checkpoint of :func:`matching_checkpoints` (not yet checked to load)."""
+    return next((path for path, _ in matching_checkpoints(directory, fingerprint)), None)
 
 
 def _load_state(path: Path) -> dict[str, Any]:
@@ -273,21 +290,118 @@ def _load_state(path: Path) -> dict[str, Any]:
     return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, list, dict]:
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resume(
+    directory: Path, fingerprint: dict[str, str], model, optimizer, scheduler, strategy=None
+) -> tuple[Path | None, int, list]:
+    """``(path, step, log rows)`` of the newest matching checkpoint that loads completely into
+    ``model``, ``optimizer``, ``scheduler`` and ``strategy``; ``(None, 0, [])`` when none does. A
+    checkpoint that does not load is named with the reason and skipped for an older one, and
+    leaves the objects as they were, so falling back to a fresh start is a fresh run."""
+    for path, state in matching_checkpoints(directory, fingerprint):
+        try:
+            step, log_rows = load_checkpoint(path, model, optimizer, scheduler, strategy, state)
+        except CheckpointError as err:
+            log.warning("ignoring checkpoint %s: %s; trying an older one, else training starts fresh", path, err)
+            continue
+        return path, step, log_rows
+    return None, 0, []
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, strategy=None, state=None) -> tuple[int, list]:
+    """Load the checkpoint at ``path`` (``state``: its state, when already read) into the
+    objects; returns ``(step, log rows)``. Everything is read and checked against the model and
+    optimizer before anything is changed: a damaged or unfitting checkpoint raises
+    :class:`CheckpointError` naming the file and leaves the objects as they were."""
     from safetensors.torch import load_file
 
-    weights = load_file(str(path / "trainable.safetensors"))
-    params = dict(model.named_parameters())
+    file = path / "trainable.safetensors"
+    # whatever the damage, the checkpoint is skipped, naming the file
+    try:
+        weights = load_file(str(file))
+    except Exception as err:
+        raise CheckpointError(f"{file} unreadable ({err})") from None
+    try:
+        state = _load_state(path) if state is None else state
+    except Exception as err:
+        raise CheckpointError(f"{path / 'state.pt'} unreadable ({err})") from None
+    recorded = state.get("weights_sha256")
+    if recorded is not None and recorded != _sha256(file):
+        raise CheckpointError(f"{file} changed since it was written (its SHA-256 is not the one recorded)")
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if set(weights) != set(params):
+        raise CheckpointError(f"{file} holds other parameters than the model trains")
+    for name, value in weights.items():
+        if value.shape != params[name].shape:
+            raise CheckpointError(
+                f"{file}: {name} has shape {list(value.shape)}, the model's {list(params[name].shape)}"
+            )
+    _check_state(path / "state.pt", state, optimizer)
+    before = (
+        copy.deepcopy(optimizer.state_dict()),
+        copy.deepcopy(scheduler.state_dict()),
+        strategy.state_dict() if strategy is not None else None,
+        torch.get_rng_state(),
+        torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    )
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if strategy is not None:
+            strategy.load_state_dict(state.get("strategy", {}))
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    except Exception as err:  # the objects are restored, the checkpoint skipped
+        optimizer.load_state_dict(before[0])
+        scheduler.load_state_dict(before[1])
+        if strategy is not None:
+            strategy.load_state_dict(before[2])
+        torch.set_rng_state(before[3])
+        if before[4]:
+            torch.cuda.set_rng_state_all(before[4])
+        raise CheckpointError(
+            f"{path / 'state.pt'} does not load into the optimizer, scheduler or RNG ({err!r})"
+        ) from None
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)
-    state = _load_state(path)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"]:
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["step"], state["log_rows"], state.get("strategy", {})
+    return state["step"], state["log_rows"]
+
+
+def _check_state(file: Path, state: dict[str, Any], optimizer) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` has every entry and its optimizer state
+    has a tensor of each parameter's shape where AdamW keeps one."""
+    missing = {"step", "optimizer", "scheduler", "torch_rng", "cuda_rng", "log_rows"} - set(state)
+    if missing:
+        raise CheckpointError(f"{file} lacks {sorted(missing)}")
+    if not isinstance(state["step"], int) or not isinstance(state["log_rows"], list):
+        raise CheckpointError(f"{file}: step or log rows of the wrong type")
+    if len(state["log_rows"]) != state["step"]:
+        raise CheckpointError(f"{file}: {len(state['log_rows'])} log rows for step {state['step']}")
+    saved = state["optimizer"]
+    try:
+        ids = [i for group in saved["param_groups"] for i in group["params"]]
+        per_param = saved["state"]
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(f"{file}: optimizer state malformed ({err!r})") from None
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if len(ids) != len(params):
+        raise CheckpointError(f"{file}: optimizer state of {len(ids)} parameters, the model trains {len(params)}")
+    for i, p in zip(ids, params, strict=True):
+        for key, value in per_param.get(i, {}).items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != p.shape:
+                raise CheckpointError(
+                    f"{file}: optimizer {key} of parameter {i} has shape {list(value.shape)}, the parameter "
+                    f"{list(p.shape)}"
+                )
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -335,13 +449,9 @@ def train(
     val_plan = validation_plan(tasks, settings, plan) if settings.strategy == "meta" else None
     checkpoint_dir = Path(checkpoint_dir)
     fingerprint = {"settings": settings.fingerprint(), "data": data_fingerprint(tasks)}
-    start, log_rows = 0, []
-    resume = latest_checkpoint(checkpoint_dir, fingerprint)
-    if resume is not None:
-        start, log_rows, strategy_state = load_checkpoint(resume, model, optimizer, scheduler)
-        if strategy is not None:
-            strategy.load_state_dict(strategy_state)
-        log.info("resumed from %s (step %d of %d)", resume, start, steps)
+    resumed, start, log_rows = resume(checkpoint_dir, fingerprint, model, optimizer, scheduler, strategy)
+    if resumed is not None:
+        log.info("resumed from %s (step %d of %d)", resumed, start, steps)
     autocast = settings.bf16 and (device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
     def answer_logits_of(batch):
