@@ -52,6 +52,12 @@ def read_local(root: str | Path, task: str, split: str, lang: str) -> list[Row]:
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
             try:
+                # a JSON escape of a lone surrogate ("\ud800") decodes to text no file can hold
+                json.dumps(row, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as err:
+                bad = err.object[err.start : err.end]
+                raise DataError(f"{path}:{lineno}: text is not valid Unicode ({err.reason}: {bad!r})") from None
+            try:
                 if not isinstance(row, dict):
                     raise RowError("row is not a JSON object")
                 spec.check_row(row)
@@ -123,9 +129,13 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
 
 
@@ -154,7 +164,11 @@ def write_json(path: str | Path, obj: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    try:
+        tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
 
 
