@@ -265,7 +265,8 @@ def _empty(file: Path) -> None:
 
 
 def _header_not_an_object(file: Path) -> None:
-    save_file({"values": torch.zeros(1, 1)}, str(file), metadata={"header": "[1, 2]"})
+    tensors = {name: torch.zeros(1, 1) for name in ("values", "ids", "offsets", "answer_ids")}
+    save_file(tensors, str(file), metadata={"header": "[1, 2]"})
 
 
 @pytest.mark.parametrize("damage", [_cut_in_half, _garbage, _empty, _header_not_an_object])
