@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .fingerprint import write_manifest
 from .tasks import Row, RowError, get_task
 
 SPLITS = ("train", "dev", "test")
@@ -148,12 +149,15 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 def staged_dir(path: str | Path) -> Iterator[Path]:
     """A folder written as a whole: files go to ``<path>.partial``, which replaces ``path`` only
     when the block finishes, so a job killed between two of its files leaves no folder that
-    looks complete (a failed block leaves only the ``.partial`` folder, cleared next time)."""
+    looks complete (a failed block leaves only the ``.partial`` folder, cleared next time).
+    Its manifest (:func:`icldistill.fingerprint.write_manifest`) is written last, before the
+    move: a folder in place always carries the sizes and hashes its readers check."""
     path = Path(path)
     staging = path.with_name(path.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     yield staging
+    write_manifest(staging)
     if path.exists():
         shutil.rmtree(path)
     staging.replace(path)

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .fingerprint import write_manifest
+
 log = logging.getLogger(__name__)
 
 
@@ -67,7 +69,8 @@ def convert_gguf(
     (assembled into a scratch folder and removed after the conversion).
 
     transformers reads GGUF with a pure-Python reader (slow, ~20 s for 135M parameters), so
-    the workflow converts once and every job loads the folder.
+    the workflow converts once and every job loads the folder. The folder carries a
+    manifest of its files (:mod:`icldistill.fingerprint`).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,6 +94,7 @@ def convert_gguf(
     model = model.to(getattr(torch, dtype))
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    write_manifest(tmp)  # last: the folder's readers check it
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.replace(out_dir)
     shutil.rmtree(scratch, ignore_errors=True)

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import task_languages
+from .fingerprint import combined_hash, file_entry, file_sha256, folder_hashes
+from .fingerprint import sha256_file as sha256_file  # re-exported: the hashing lives in fingerprint
 
 #: Bumped when the record's layout changes.
 RECORD_FORMAT = 1
@@ -34,26 +36,8 @@ PACKAGES = ("torch", "transformers", "peft", "vllm", "snakemake", "datasets", "i
 #: The splits of the local data layout (``<root>/<task>/<split>.<lang>.jsonl``).
 DATA_SPLITS = ("train", "dev", "test")
 
-CHUNK = 1 << 20
-
 
 # -- hashes --------------------------------------------------------------------------------------
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 (hex) of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def combined_hash(hashes: Mapping[str, str]) -> str:
-    """One SHA-256 over ``name → sha256`` pairs: of the ``sha256sum``-style lines
-    ``<sha256>  <name>`` in name order (so it is independent of the mapping's order)."""
-    lines = "".join(f"{hashes[name]}  {name}\n" for name in sorted(hashes))
-    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
-
-
 def config_hash(config: Mapping[str, Any]) -> str:
     """SHA-256 of the config's canonical JSON (sorted keys, no whitespace, UTF-8)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -114,18 +98,6 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
 
 
 # -- models --------------------------------------------------------------------------------------
-def file_entry(path: Path) -> dict[str, Any]:
-    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
-
-
-def folder_hashes(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """``relative path → {size, sha256}`` of every file under ``folder``, in path order."""
-    folder = Path(folder)
-    return {
-        path.relative_to(folder).as_posix(): file_entry(path) for path in sorted(folder.rglob("*")) if path.is_file()
-    }
-
-
 def _gguf_record(gguf: Mapping[str, Any]) -> dict[str, Any]:
     from icldistill.models import ModelError, assembled_gguf, gguf_path
 
@@ -194,7 +166,7 @@ def data_record(config: Mapping[str, Any]) -> dict[str, Any]:
             "note": "data read from the Hugging Face Hub: no local files to checksum",
         }
     root = Path(data["path"])
-    files = {path.relative_to(root).as_posix(): sha256_file(path) for path in data_files(config)}
+    files = {path.relative_to(root).as_posix(): file_sha256(path) for path in data_files(config)}
     return {"source": "local", "path": str(root), "count": len(files), "sha256": combined_hash(files), "files": files}
 
 

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from icldistill import fingerprint
 from icldistill.cluster import declared_keys, job_resource
 from icldistill.config import (
     ConfigError,
@@ -129,6 +130,55 @@ RESULTS_MD = "results/RESULTS.md"
 FIGURE = "results/figures/{name}.png"
 LOGS = "results/logs"
 REPORT_TEMPLATE = str(Path(workflow.basedir) / "report" / "templates" / "results.md.j2")
+
+
+# -- what reruns a job: fingerprints of its sources, manifests of its input folders ------------
+# A job whose params change reruns (Snakemake's default rerun triggers include params), and a
+# fingerprint is a hash of content: an edited data file or model file reruns exactly the jobs
+# that read it, a `touch` reruns nothing. Hashes are kept per (path, size, mtime) in
+# .snakemake/, so a large model folder is hashed once, not on every dry run.
+fingerprint.use_store(Path(".snakemake") / "icldistill" / "hashes.json")
+
+
+def data_fingerprint(wildcards):
+    """SHA-256 of the local file a prepare_split job reads (None for hub data)."""
+    return fingerprint.data_fingerprint(
+        config["data"], wildcards.task, wildcards.split, wildcards.lang
+    )
+
+
+def model_fingerprint(wildcards):
+    """The fingerprint of the model source a job converts or loads: the GGUF file (or the
+    package assembling it), the files of a local folder, or a hub id's revision."""
+    return fingerprint.model_fingerprint(config["models"][wildcards.model])
+
+
+# Folder outputs (directory(...)) carry a manifest written last (icldistill.fingerprint). Each
+# existing one of this grid that fails it (no manifest, a file missing or of another size, or
+# changed after the manifest was written) is moved aside to <folder>.invalid before the DAG is
+# built, so Snakemake sees it missing and reruns the job that writes it, and its dependents.
+# Only in the process that plans the run (not in cluster jobs re-reading the Snakefile); a
+# dry run moves them too, so that it shows the reruns.
+GRID_NAMES = {
+    "model": MODELS,
+    "task": TASKS,
+    "condition": CONDITIONS,
+    "scope": TASKS + ["multitask"],
+}
+FOLDER_OUTPUTS = {
+    MODEL_DIR: {"model": [m for m in MODELS if "gguf" in config["models"][m]]},
+    PROMPTS_DIR: GRID_NAMES,
+    PREDICTIONS_DIR: GRID_NAMES,
+    ADAPTER: GRID_NAMES,
+    SELECT_PROMPTS_DIR: GRID_NAMES,
+    SELECT_PREDICTIONS_DIR: GRID_NAMES,
+}
+if workflow.is_main_process:
+    fingerprint.set_aside_failing(
+        folder
+        for pattern, names in FOLDER_OUTPUTS.items()
+        for folder in fingerprint.pattern_folders(pattern, names)
+    )
 
 
 # -- models ----------------------------------------------------------------------------------

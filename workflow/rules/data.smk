@@ -1,5 +1,9 @@
 rule prepare_split:
-    """Load, validate and (seeded) sample one split of one task and language."""
+    """Load, validate and (seeded) sample one split of one task and language.
+
+    It reruns when the file it reads changes: `data` is the SHA-256 of exactly that local
+    file (<data.path>/<task>/<split>.<lang>.jsonl, dev for `select`), so an edited file reruns
+    its splits and what follows, and a `touch` reruns nothing."""
     output:
         rows=DATA,
         manifest=DATA_MANIFEST,
@@ -11,6 +15,7 @@ rule prepare_split:
         source=config["data"],
         cap=lambda wc: split_cap(wc.task, wc.split),
         seed=config["eval"].get("seed", 1234),
+        data=data_fingerprint,
     script:
         "../scripts/prepare_split.py"
 

@@ -17,6 +17,7 @@ rule infer:
         **cluster_resources("infer"),
     params:
         model_path=lambda wc: model_path(wc.model),
+        model_source=model_fingerprint,
         languages=languages_of,
         settings=inference_settings,
     script:

@@ -12,6 +12,7 @@ rule build_prompts:
         "../../envs/inference.yaml"
     params:
         model_path=lambda wc: model_path(wc.model),
+        model_source=model_fingerprint,
         languages=languages_of,
         template_kwargs=chat_template_kwargs,
         trust_remote_code=lambda wc: config["models"][wc.model].get(

@@ -14,6 +14,7 @@ use rule build_prompts as build_select_prompts with:
         f"{LOGS}/build_select_prompts/{{model}}.{{task}}.{{shots}}shot.log",
     params:
         model_path=lambda wc: model_path(wc.model),
+        model_source=model_fingerprint,
         languages=select_languages,
         template_kwargs=chat_template_kwargs,
         trust_remote_code=lambda wc: config["models"][wc.model].get(
@@ -35,6 +36,7 @@ use rule infer as infer_select with:
         f"{LOGS}/infer_select/{{model}}.{{task}}.{{condition}}.log",
     params:
         model_path=lambda wc: model_path(wc.model),
+        model_source=model_fingerprint,
         languages=select_languages,
         settings=inference_settings,
 

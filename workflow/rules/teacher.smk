@@ -16,6 +16,7 @@ rule teacher_cache:
         **cluster_resources("teacher"),
     params:
         model_path=lambda wc: model_path(wc.model),
+        model_source=model_fingerprint,
         display_name=lambda wc: display_name(config, wc.model),
         template_kwargs=chat_template_kwargs,
         settings=teacher_settings,

@@ -23,6 +23,7 @@ rule train:
         **cluster_resources("train"),
     params:
         model_path=lambda wc: model_path(wc.model),
+        model_source=model_fingerprint,
         tasks=lambda wc: scope_tasks(wc.scope),
         settings=run_settings,
         template_kwargs=chat_template_kwargs,

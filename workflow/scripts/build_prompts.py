@@ -1,8 +1,10 @@
 from icldistill.data import staged_dir
+from icldistill.fingerprint import verify_input_folders
 from icldistill.logs import to_file
 from icldistill.prompts import write_prompt_files
 
 to_file(snakemake.log[0])
+verify_input_folders(snakemake.input.model)
 p = snakemake.params
 with staged_dir(snakemake.output.prompts) as out:
     write_prompt_files(

@@ -3,12 +3,14 @@ from pathlib import Path
 import torch
 
 from icldistill.data import staged_dir
+from icldistill.fingerprint import verify_input_folders
 from icldistill.inference import run_inference
 from icldistill.logs import to_file
 
 
 def main():
     to_file(snakemake.log[0])
+    verify_input_folders([*snakemake.input.model, *snakemake.input.adapter, snakemake.input.prompts])
     torch.set_num_threads(snakemake.threads)
     p = snakemake.params
     prompts = Path(snakemake.input.prompts)

@@ -1,7 +1,9 @@
 from icldistill.aggregate import score_cell
+from icldistill.fingerprint import verify_input_folders
 from icldistill.logs import to_file
 
 to_file(snakemake.log[0])
+verify_input_folders([snakemake.input.predictions])
 w = snakemake.wildcards
 meta = {
     "model": snakemake.params.display_name,

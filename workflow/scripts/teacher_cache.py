@@ -1,11 +1,13 @@
 import torch
 
+from icldistill.fingerprint import verify_input_folders
 from icldistill.logs import to_file
 from icldistill.teacher import build_teacher_cache
 
 
 def main():
     to_file(snakemake.log[0])
+    verify_input_folders(snakemake.input.model)
     torch.set_num_threads(snakemake.threads)
     p = snakemake.params
     demos = list(snakemake.input.demos)

@@ -1,9 +1,11 @@
 import torch
 
+from icldistill.fingerprint import verify_input_folders
 from icldistill.logs import to_file
 from icldistill.train.run import run_training
 
 to_file(snakemake.log[0])
+verify_input_folders(snakemake.input.model)
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 run_training(

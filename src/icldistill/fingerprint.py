@@ -1,0 +1,341 @@
+"""Content fingerprints and folder manifests: what makes a result's rerun exact.
+
+Two mechanisms, both content-based, so that a ``touch`` reruns nothing and an edit reruns
+exactly what depends on it:
+
+- **Fingerprints** of what a job reads from outside the results folder: the local data file a
+  ``prepare_split`` job reads (:func:`data_fingerprint`) and the source of a model
+  (:func:`model_fingerprint`: the GGUF file a package ships, the files of a local model folder,
+  or a hub id's configured revision). The workflow puts them into the ``params`` of each job
+  that reads the file or loads the model; Snakemake reruns a job whose params changed.
+  Every file is hashed at most once per process and, with a store (:func:`use_store`), once
+  per (path, size, mtime): a ``touch`` costs one re-hash and changes nothing.
+- **Manifests** of folder outputs (a converted model, an adapter, prompts, predictions):
+  ``MANIFEST.json`` (relative path → size, SHA-256) written as the folder's last file
+  (:func:`write_manifest`). Before the DAG is built, :func:`manifest_problem` checks each
+  existing folder cheaply (manifest present, each file present with its size, a file newer
+  than the manifest re-hashed) and :func:`set_aside` moves a failing one out of the way, so
+  Snakemake sees the output missing and reruns the job that makes it; a job reading a folder
+  calls :func:`verify_manifest`, which compares every hash and names the file that differs.
+
+The package never imports Snakemake: the workflow calls these functions with paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+#: The manifest of a folder output, written last.
+MANIFEST = "MANIFEST.json"
+#: Bumped when the manifest's layout changes (an older layout fails the check: rerun).
+MANIFEST_FORMAT = 1
+#: Files Snakemake itself may add to a folder output (``--touch``): never in a manifest.
+IGNORED = frozenset({MANIFEST, ".snakemake_timestamp"})
+#: Suffix of a folder output moved aside because it failed its manifest.
+INVALID_SUFFIX = ".invalid"
+
+CHUNK = 1 << 20
+
+
+class ManifestError(ValueError):
+    """A folder output whose files do not match its manifest (or that has none)."""
+
+
+# -- hashes --------------------------------------------------------------------------------------
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 (hex) of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def combined_hash(hashes: Mapping[str, str]) -> str:
+    """One SHA-256 over ``name → sha256`` pairs: of the ``sha256sum``-style lines
+    ``<sha256>  <name>`` in name order (so it is independent of the mapping's order)."""
+    lines = "".join(f"{hashes[name]}  {name}\n" for name in sorted(hashes))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+class HashCache:
+    """SHA-256 of files, each computed once per (path, size, mtime_ns).
+
+    In memory always; with ``store`` (a JSON file) also across processes, so a large model
+    folder is hashed once, not on every dry run. A file whose size or mtime changed is hashed
+    again (a ``touch`` costs one re-hash, and the hash, hence every fingerprint, is unchanged).
+    A store that cannot be read starts empty; one that cannot be written is left as it is.
+    """
+
+    def __init__(self, store: str | Path | None = None) -> None:
+        self.store = Path(store) if store is not None else None
+        self.entries: dict[str, tuple[int, int, str]] = {}
+        if self.store is not None and self.store.is_file():
+            try:
+                saved = json.loads(self.store.read_text(encoding="utf-8"))
+                self.entries = {path: tuple(entry) for path, entry in saved["files"].items()}
+            except (OSError, ValueError, KeyError, TypeError):
+                self.entries = {}
+
+    def sha256(self, path: str | Path) -> str:
+        """SHA-256 of ``path``, from the cache when its size and mtime are the recorded ones."""
+        key = str(Path(path).resolve())
+        stat = os.stat(key)
+        cached = self.entries.get(key)
+        if cached is not None and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
+            return cached[2]
+        digest = sha256_file(key)
+        self.entries[key] = (stat.st_size, stat.st_mtime_ns, digest)
+        self._save()
+        return digest
+
+    def _save(self) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.store.with_name(f"{self.store.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"format": 1, "files": self.entries}), encoding="utf-8")
+            tmp.replace(self.store)
+        except OSError:
+            pass
+
+
+_CACHE = HashCache()
+
+
+def use_store(store: str | Path | None) -> None:
+    """Keep this process's file hashes in ``store`` too (None: in memory only)."""
+    global _CACHE
+    _CACHE = HashCache(store)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file through this process's :class:`HashCache`."""
+    return _CACHE.sha256(path)
+
+
+def file_entry(path: str | Path) -> dict[str, Any]:
+    """``{size, sha256}`` of a file."""
+    return {"size": Path(path).stat().st_size, "sha256": file_sha256(path)}
+
+
+def folder_files(folder: str | Path) -> list[Path]:
+    """Every file under ``folder`` but the manifest and Snakemake's timestamp, in path order."""
+    folder = Path(folder)
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and p.relative_to(folder).as_posix() not in IGNORED]
+
+
+def folder_hashes(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """``relative path → {size, sha256}`` of every file under ``folder`` (:func:`folder_files`)."""
+    folder = Path(folder)
+    return {path.relative_to(folder).as_posix(): file_entry(path) for path in folder_files(folder)}
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """:func:`combined_hash` of the files of a folder (names and contents; not mtimes)."""
+    return combined_hash({name: entry["sha256"] for name, entry in folder_hashes(folder).items()})
+
+
+# -- fingerprints of what jobs read ---------------------------------------------------------------
+def data_fingerprint(source: Mapping[str, Any], task: str, split: str, lang: str) -> str | None:
+    """SHA-256 of the one local file a ``prepare_split`` job of (task, split, lang) reads
+    (``select`` reads dev); None when the file does not exist (the job then fails naming it)
+    or the data come from the Hub (their source, all of the ``data`` block, is a param of its
+    own; the Hub data have no revision to pin in this config)."""
+    from .data import SELECT_SPLIT, local_path
+
+    if source.get("source", "local") != "local":
+        return source.get("revision")
+    path = local_path(source["path"], task, "dev" if split == SELECT_SPLIT else split, lang)
+    return file_sha256(path) if path.is_file() else None
+
+
+def distribution_fingerprint(package: str) -> str:
+    """:func:`combined_hash` of the installed files of ``package`` (bytecode left out, since
+    Python rewrites it): the content, not the version number, of a distribution."""
+    dist = importlib.metadata.distribution(package)
+    files = {
+        str(entry): file_sha256(path)
+        for entry in dist.files or ()
+        if entry.suffix != ".pyc" and (path := Path(dist.locate_file(entry))).is_file()
+    }
+    return combined_hash(files)
+
+
+def gguf_fingerprint(gguf: Mapping[str, Any]) -> dict[str, Any]:
+    """What a GGUF model's conversion depends on: the SHA-256 of the ``file`` the package ships,
+    or for an ``assemble`` callable the content of the package holding it
+    (:func:`distribution_fingerprint`; the assembler checks the joined file against the hash
+    that package ships, so the package determines the bytes). A missing package or file gives
+    ``sha256: null`` and the conversion job names it."""
+    from .models import ModelError, gguf_path
+
+    package = gguf["package"]
+    entry: dict[str, Any] = {"package": package}
+    try:
+        if gguf.get("assemble"):
+            entry |= {"assemble": gguf["assemble"], "sha256": distribution_fingerprint(package)}
+        else:
+            entry |= {"file": gguf["file"], "sha256": file_sha256(gguf_path(package, gguf["file"]))}
+    except (importlib.metadata.PackageNotFoundError, ModelError, OSError):
+        entry["sha256"] = None
+    return entry
+
+
+def model_fingerprint(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The fingerprint of a configured model's source: :func:`gguf_fingerprint` for ``gguf``;
+    for ``path`` naming a local folder the :func:`folder_fingerprint` of its files; for a hub
+    id its configured ``revision`` (null when none is pinned: the hub's current files)."""
+    if "gguf" in spec:
+        return {"source": "gguf"} | gguf_fingerprint(spec["gguf"])
+    path = Path(spec["path"])
+    if path.is_dir():
+        return {"source": "local", "sha256": folder_fingerprint(path)}
+    return {"source": "hub", "revision": spec.get("revision")}
+
+
+# -- manifests of folder outputs -----------------------------------------------------------------
+def write_manifest(folder: str | Path) -> Path:
+    """Write ``folder/MANIFEST.json`` (``relative path → {size, sha256}`` of every other file),
+    under a temporary name moved into place: call it when the folder is otherwise complete."""
+    folder = Path(folder)
+    manifest = {"format": MANIFEST_FORMAT, "files": folder_hashes(folder)}
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(folder / MANIFEST)
+    return folder / MANIFEST
+
+
+def read_manifest(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """The ``files`` of ``folder``'s manifest; :class:`ManifestError` when it is missing,
+    unreadable or of another format."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ManifestError(f"{folder}: no {MANIFEST} (unfinished, or written by an older version)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if manifest.get("format") != MANIFEST_FORMAT or not isinstance(files, dict):
+            raise ValueError(f"format {manifest.get('format')!r}, expected {MANIFEST_FORMAT}")
+        for name, entry in files.items():
+            if not isinstance(entry, dict) or not {"size", "sha256"} <= set(entry):
+                raise ValueError(f"entry {name!r} lacks size or sha256")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ManifestError(f"{path}: unreadable manifest ({err})") from None
+    return files
+
+
+def manifest_problem(folder: str | Path) -> str | None:
+    """Why ``folder`` fails its manifest, cheaply (None when it passes): no or an unreadable
+    manifest, a recorded file missing or of another size, or a file modified after the
+    manifest was written (newer mtime) whose hash differs. Files the manifest does not list
+    are ignored (Snakemake's ``.snakemake_timestamp``, for one)."""
+    folder = Path(folder)
+    try:
+        files = read_manifest(folder)
+    except ManifestError as err:
+        return str(err).removeprefix(f"{folder}: ")
+    written = (folder / MANIFEST).stat().st_mtime_ns
+    for name, entry in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        stat = path.stat()
+        if stat.st_size != entry["size"]:
+            return f"{name} has {stat.st_size} bytes, its manifest says {entry['size']}"
+        if stat.st_mtime_ns > written and file_sha256(path) != entry["sha256"]:
+            return f"{name} changed after the manifest was written (SHA-256 differs)"
+    return None
+
+
+def verify_manifest(folder: str | Path) -> None:
+    """Check every file of ``folder`` against its manifest, by hash; :class:`ManifestError`
+    naming the first file that is missing or differs (the job that reads a folder calls this
+    before using it)."""
+    folder = Path(folder)
+    for name, entry in read_manifest(folder).items():
+        path = folder / name
+        if not path.is_file():
+            raise ManifestError(f"{path}: missing (listed in {folder / MANIFEST})")
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise ManifestError(
+                f"{path}: SHA-256 {actual[:12]}… differs from its manifest's {entry['sha256'][:12]}… "
+                "(the folder was changed after it was written)"
+            )
+
+
+def verify_input_folders(folders: Iterable[str | Path]) -> None:
+    """:func:`verify_manifest` for each folder a job is about to read. A folder that fails is
+    moved aside (:func:`set_aside`) before the error is raised: it is derived data, and
+    without it the job that writes it runs again next time (kept, it would pass the cheap
+    size check and fail every run the same way)."""
+    for folder in folders:
+        try:
+            verify_manifest(folder)
+        except ManifestError as err:
+            target = set_aside(folder) if Path(folder).is_dir() else None
+            moved = f"; moved to {target}, the next run writes it again" if target else ""
+            raise ManifestError(f"{err}{moved}") from None
+
+
+def set_aside(folder: str | Path) -> Path:
+    """Move ``folder`` to ``<folder>.invalid`` (replacing an older one) and return the new path:
+    kept for inspection, out of the way of the job that writes the folder again."""
+    folder = Path(folder)
+    target = folder.with_name(folder.name + INVALID_SUFFIX)
+    shutil.rmtree(target, ignore_errors=True)
+    folder.replace(target)
+    return target
+
+
+def pattern_folders(pattern: str, names: Mapping[str, Iterable[str]]) -> list[Path]:
+    """Existing folders matching the path ``pattern`` (``{wildcard}`` fields, none spanning
+    ``/``) whose wildcards take values in ``names`` (a wildcard not in ``names`` takes any
+    value); e.g. every existing ``results/{model}/{task}/{condition}/predictions`` of the
+    grid's models, tasks and conditions."""
+    allowed = {key: set(values) for key, values in names.items()}
+    glob = re.sub(r"\{[^}]+\}", "*", pattern)
+    regex = re.compile(
+        "".join(
+            f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{") else re.escape(part)
+            for part in re.split(r"(\{[^}]+\})", pattern)
+            if part
+        )
+    )
+    found = []
+    for path in sorted(Path().glob(glob)):
+        match = regex.fullmatch(path.as_posix())
+        if (
+            match
+            and path.is_dir()
+            and all(value in allowed.get(key, (value,)) for key, value in match.groupdict().items())
+        ):
+            found.append(path)
+    return found
+
+
+def set_aside_failing(folders: Iterable[str | Path], say=None) -> list[tuple[Path, str]]:
+    """Check each existing folder output with :func:`manifest_problem`; move each one that
+    fails aside (:func:`set_aside`) saying so (``say``, default stderr). Returns the
+    ``(folder, reason)`` pairs moved."""
+    say = say or (lambda line: print(line, file=sys.stderr))
+    moved = []
+    for folder in folders:
+        reason = manifest_problem(folder)
+        if reason is None:
+            continue
+        target = set_aside(folder)
+        say(f"{folder} fails its manifest: {reason}; moved to {target}, so the job that writes it runs again")
+        moved.append((Path(folder), reason))
+    return moved
