@@ -173,6 +173,18 @@ def test_a_failed_checkpoint_write_leaves_no_temporary_folder(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_adapter_write_leaves_no_temporary_folder(tmp_path):
+    class FullDisk:
+        def save_pretrained(self, directory):
+            Path(directory).mkdir()
+            (Path(directory) / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        trainer._save_model(FullDisk(), tmp_path / "adapter", trainer.TrainSettings())
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- checkpoints, in a real training run on the tiny model --------------------------------------
 SETTINGS = {"max_steps": 4, "batch_size": 4, "checkpoint_every": 1}
 

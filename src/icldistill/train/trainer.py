@@ -604,7 +604,11 @@ def _save_model(model, out_dir: str | Path, settings: TrainSettings) -> None:
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    (tmp / "training.json").write_text(json.dumps(asdict(settings), indent=1))
+    try:
+        model.save_pretrained(tmp)
+        (tmp / "training.json").write_text(json.dumps(asdict(settings), indent=1))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
