@@ -48,6 +48,25 @@ def test_partitions_account_and_declared_keys():
     assert declared_keys(bare, "model") == ["mem_mb", "runtime", "cpus_per_task"]
 
 
+def test_vllm_jobs_ask_for_as_many_gpus_as_tensor_parallel_size():
+    config = {
+        "models": {"small": {"path": "x"}, "big": {"path": "y", "vllm": {"tensor_parallel_size": 2}}},
+        "generation": {"backend": "vllm", "vllm": {"tensor_parallel_size": 1}},
+    }
+    assert [stage_request(config, "big", s)["gpu"] for s in ("infer", "teacher", "train")] == [2, 2, 1]
+    assert stage_request(config, "small", "infer")["gpu"] == 1
+    # the teacher on the HF backend: one GPU whatever vLLM's setting
+    assert stage_request(config | {"teacher": {"backend": "hf"}}, "big", "teacher")["gpu"] == 1
+    # the HF backend everywhere: tensor_parallel_size is not read
+    assert stage_request(config | {"generation": {"backend": "hf"}}, "big", "infer")["gpu"] == 1
+    # set explicitly: kept when it is enough, an error naming the model when it is not
+    config["models"]["big"]["cluster"] = {"infer": {"gpu": 4}}
+    assert stage_request(config, "big", "infer")["gpu"] == 4
+    config["cluster"] = {"stages": {"teacher": {"gpu": 1}}}
+    with pytest.raises(ValueError, match="models.big: the teacher jobs ask for gpu=1 .* tensor_parallel_size is 2"):
+        stage_request(config, "big", "teacher")
+
+
 def test_unknown_stage_is_an_error():
     with pytest.raises(ValueError, match="unknown stage"):
         stage_request(CONFIG, "small", "eval")
@@ -81,6 +100,28 @@ def test_paper_config_plans_the_seed_grid_with_gpu_requests_through_the_slurm_pr
     assert "gpu=1" in train_8b and "gpu_model=a100" in train_8b and "mem_mb=96000" in train_8b
     infer_270m = next(b for b in blocks if b.startswith("infer:") and "model=gemma-3-270m" in b)
     assert "gpu=1" in infer_270m and "mem_mb=16000" in infer_270m
+
+
+def test_tensor_parallel_size_reaches_the_slurm_request(tmp_path):
+    """Dry run through the SLURM profile: Qwen3-8B on 2-way tensor parallelism asks for 2 GPUs
+    in its vLLM jobs (inference, teacher) and keeps its configured 2 for training."""
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    override = tmp_path / "tp2.yaml"
+    override.write_text("models:\n  qwen3-8b:\n    vllm:\n      tensor_parallel_size: 2\n")
+    result = subprocess.run(
+        [snakemake, "--profile", "slurm", "-n", "-j", "64", "--configfile", "config/paper.yaml", str(override)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    blocks = (result.stdout + result.stderr).split("\nrule ")
+    for rule in ("infer:", "teacher_cache:"):
+        job = next(b for b in blocks if b.startswith(rule) and "model=qwen3-8b" in b)
+        assert "gpu=2" in job, job
+        other = next(b for b in blocks if b.startswith(rule) and "model=qwen3-1.7b" in b)
+        assert "gpu=1" in other, other
 
 
 def test_paper_config_turns_qwen3_thinking_off_in_every_prompt_teacher_and_training_job(tmp_path):

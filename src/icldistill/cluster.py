@@ -24,17 +24,43 @@ DEFAULT_STAGES: dict[str, dict[str, Any]] = {
 SCALED = ("mem_mb", "runtime")
 
 
+def vllm_gpus(config: dict[str, Any], model: str, stage: str) -> int | None:
+    """The GPUs a vLLM engine of ``stage`` spans for ``model``: its ``tensor_parallel_size``
+    (``models.<model>.vllm`` over ``generation.vllm``), or None when the stage does not run
+    vLLM (training never does; teacher jobs use ``teacher.backend``, else the generation one)."""
+    generation = config.get("generation") or {}
+    backends = {"infer": generation.get("backend"), "teacher": (config.get("teacher") or {}).get("backend")}
+    backend = backends.get(stage) or (generation.get("backend") if stage == "teacher" else None)
+    if backend != "vllm":
+        return None
+    options = (generation.get("vllm") or {}) | ((config["models"][model].get("vllm") or {}) if model else {})
+    return options.get("tensor_parallel_size")
+
+
 def stage_request(config: dict[str, Any], model: str, stage: str) -> dict[str, Any]:
-    """The first-attempt request of ``stage`` for ``model`` (defaults < cluster.stages < model)."""
+    """The first-attempt request of ``stage`` for ``model`` (defaults < cluster.stages < model).
+
+    A vLLM job asks for as many GPUs as its engine spans (:func:`vllm_gpus`) unless ``gpu`` is
+    set; a ``gpu`` set below it is an error (the engine would not start)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     cluster = config.get("cluster") or {}
     model_cluster = (config["models"][model].get("cluster") or {}) if model else {}
     request = dict(DEFAULT_STAGES[stage])
-    request |= (cluster.get("stages") or {}).get(stage) or {}
-    request |= model_cluster.get(stage) or {}
+    set_here = [(cluster.get("stages") or {}).get(stage) or {}, model_cluster.get(stage) or {}]
+    for level in set_here:
+        request |= level
     if stage in GPU_STAGES and model_cluster.get("gpu_model"):
         request.setdefault("gpu_model", model_cluster["gpu_model"])
+    tensor_parallel = vllm_gpus(config, model, stage)
+    if tensor_parallel:
+        if not any("gpu" in level for level in set_here):
+            request["gpu"] = tensor_parallel
+        elif request["gpu"] < tensor_parallel:
+            raise ValueError(
+                f"models.{model}: the {stage} jobs ask for gpu={request['gpu']} (cluster) but vLLM's "
+                f"tensor_parallel_size is {tensor_parallel}; ask for at least {tensor_parallel} GPUs"
+            )
     return request
 
 
