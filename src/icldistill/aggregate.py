@@ -9,6 +9,7 @@ from typing import Any
 from . import vocab
 from .data import read_jsonl, stable_seed, write_json
 from .metrics import score
+from .provenance import check_fresh, provenance, stale_reason
 from .stats import DEFAULT_RESAMPLES, cell_interval, ratio_terms
 from .tasks import get_task
 
@@ -21,6 +22,7 @@ CELL_COLUMNS = [
     "seeds",
     "seed_sd",
     "parse_failure_rate",
+    "over_length",
 ]
 
 
@@ -37,9 +39,12 @@ def score_cell(
     result = score(meta["task"], meta["language"], [p["output"] for p in predictions], references)
     per_example = result.pop("per_example")
     record = meta | {"n": result.pop("n"), "parse_failures": result.pop("parse_failures")}
+    # inputs cut to fit the model's context (icldistill.prompts.fit_to_context)
+    record["over_length"] = sum(1 for p in predictions if p.get("cut_chars"))
     record["extra"] = {k: result.pop(k) for k in list(result) if k not in get_task(meta["task"]).metrics}
     record["metrics"] = result
     record["per_example"] = [{"id": r["id"]} | e for r, e in zip(references, per_example, strict=True)]
+    record["provenance"] = provenance({"predictions": predictions_file, "data": data_file})
     write_json(out_file, record)
     return record
 
@@ -69,6 +74,7 @@ def mean_over_seeds(
     record |= {
         "condition": condition,
         "parse_failures": mean([r["parse_failures"] for r in records]),
+        "over_length": mean([r.get("over_length", 0) for r in records]),
         "extra": {k: mean([r["extra"][k] for r in records]) for k in records[0].get("extra", {})},
         "metrics": {m: mean([r["metrics"][m] for r in records]) for m in metrics},
         "seed_sd": {m: round(statistics.stdev([r["metrics"][m] for r in records]), 6) for m in metrics},
@@ -77,6 +83,7 @@ def mean_over_seeds(
             {"seed": seed} | {k: rec[k] for k in ("condition", "metrics", "parse_failures", "per_example")}
             for seed, rec in zip(seeds, records, strict=True)
         ],
+        "provenance": provenance({f"seed {seed}": path for seed, path in zip(seeds, member_files, strict=True)}),
     }
     write_json(out_file, record)
     return record
@@ -108,12 +115,17 @@ def collect_cells(metric_files: list[str | Path], resamples: int = DEFAULT_RESAM
     95 % bootstrap interval of each value (``ci_low``, ``ci_high``; :mod:`icldistill.stats`,
     ``resamples`` resamples seeded from ``seed`` per (model, task, language, metric)), for
     trained conditions the number of training seeds and the standard deviation over them, and
-    the cell's :func:`parse_failure_rate` (a fraction, the same for every metric of the cell)."""
+    the cell's :func:`parse_failure_rate` (a fraction, the same for every metric of the cell).
+
+    A metrics file whose recorded inputs changed after it was written
+    (:mod:`icldistill.provenance`) is refused with an error naming it: a stale cell is never
+    counted."""
     import pandas as pd
 
     rows = []
     for path in metric_files:
         rec = json.loads(Path(path).read_text(encoding="utf-8"))
+        check_fresh(rec, path)
         for metric, value in rec["metrics"].items():
             # the same resamples for every condition of a (task, language): conditions scored on
             # the same examples get comparable intervals, identical results identical ones
@@ -136,6 +148,7 @@ def collect_cells(metric_files: list[str | Path], resamples: int = DEFAULT_RESAM
                     "seeds": len(rec.get("seeds", [])) or None,
                     "seed_sd": None if spread is None else round(spread, 4),
                     "parse_failure_rate": parse_failure_rate(rec["parse_failures"], rec["n"]),
+                    "over_length": rec.get("over_length", 0),
                 }
             )
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
@@ -158,38 +171,68 @@ def render_partial(
     expected: list[tuple[str, str, str, str, str]] | None = None,
     template: str | Path | None = None,
     conditions: list[dict[str, Any]] | None = None,
+    stale: list[str | Path] | None = None,
 ):
     """After a failed run (e.g. ``--keep-going``): the cells that finished, in ``out_dir``
     (``cells.csv`` and ``RESULTS.md``). ``expected`` lists the grid's cells as (model display
     name, model id, task, condition, language); those without a result get an empty value, which
-    the report shows as —. ``conditions`` (:func:`~icldistill.config.condition_rows`) gives the
-    report its labels and roles (sweep members in the λ sweep section). Written outside the
-    workflow's own outputs, so nothing partial is ever taken as complete. Returns the report
-    path, or None when no cell finished."""
+    the report shows as —. ``stale`` lists metrics files that exist but are out of date (their
+    job had to rerun and did not finish, as the workflow's DAG says); they, and files whose
+    recorded inputs changed (:func:`~icldistill.provenance.stale_reason`), are shown as stale:
+    no value, ``status`` ``stale`` in ``cells.csv`` and a list at the top of the report, never
+    as finished. ``conditions`` (:func:`~icldistill.config.condition_rows`) gives the report its
+    labels and roles (sweep members in the λ sweep section). Written outside the workflow's own
+    outputs, so nothing partial is ever taken as complete. Returns ``(report path, finished,
+    stale)`` (the counts of cells), or None when no cell finished."""
     import pandas as pd
 
     from .render.report import render_report
     from .vocab import PRIMARY_METRIC
 
-    done = [p for p in metric_files if Path(p).exists()]
-    if not done:
+    out_of_date = {str(p) for p in stale or ()}
+    fresh, stale_cells = [], []
+    for path in (p for p in metric_files if Path(p).exists()):
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+        key = (rec["model_id"], rec["task"], rec["condition"], rec["language"])
+        reason = "its job had to rerun and did not finish" if str(path) in out_of_date else stale_reason(rec)
+        if reason is None:
+            fresh.append(path)
+        else:
+            stale_cells.append((key, reason))
+    if not fresh:
         return None
-    cells = collect_cells(done)
+    cells = collect_cells(fresh)
+    cells["status"] = "finished"
     have = set(zip(cells["model_id"], cells["task"], cells["condition"], cells["language"], strict=True))
+    stale_keys = {key for key, _ in stale_cells}
     missing = [
         {"model": name, "task": task, "condition": cond, "language": lang, "metric": PRIMARY_METRIC.get(task, "score")}
         | {"value": None, "n": 0, "parse_failures": 0, "model_id": model_id}
         | {"ci_low": None, "ci_high": None, "seeds": None, "seed_sd": None, "parse_failure_rate": None}
+        | {"over_length": None}
+        | {"status": "stale" if (model_id, task, cond, lang) in stale_keys else "missing"}
         for name, model_id, task, cond, lang in expected or ()
         if (model_id, task, cond, lang) not in have
     ]
     if missing:
-        cells = pd.concat([cells, pd.DataFrame(missing, columns=CELL_COLUMNS)], ignore_index=True)
+        cells = pd.concat([cells, pd.DataFrame(missing, columns=[*CELL_COLUMNS, "status"])], ignore_index=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cells.to_csv(out_dir / "cells.csv", index=False)
     frame = pd.DataFrame(conditions) if conditions else None
-    return render_report(cells, out_dir, template=template, conditions=frame)
+    path = render_report(cells.drop(columns="status"), out_dir, template=template, conditions=frame)
+    if stale_cells:
+        listing = "".join(
+            f"- {model} · {task} · {cond} · {lang}: {reason}\n"
+            for (model, task, cond, lang), reason in sorted(stale_cells)
+        )
+        banner = (
+            f"> **Partial report.** {len(have)} cells finished; {len(stale_cells)} are stale (computed under "
+            "older settings or from changed inputs) and are shown as —, not as results:\n\n" + listing + "\n"
+        )
+        path = Path(path)
+        path.write_text(banner + path.read_text(encoding="utf-8"), encoding="utf-8")
+    return path, len(have), len(stale_cells)
 
 
 def select_best(
@@ -245,7 +288,8 @@ def best_cell(selection_file: str | Path, test_metric_files: list[str | Path], c
     for path in test_metric_files:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
         if record["condition"] == chosen["condition"]:
-            record = record | {"condition": condition, "selected": chosen}
+            inputs = provenance({"selection": selection_file, "chosen": path})
+            record = record | {"condition": condition, "selected": chosen, "provenance": inputs}
             write_json(out_file, record)
             return record
     raise ValueError(f"{selection_file}: chosen {chosen['condition']!r} has no test metrics among the inputs")

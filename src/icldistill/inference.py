@@ -160,5 +160,7 @@ def run_inference(
     seconds = time.perf_counter() - start
     n = sum(len(rows) for _, rows in cells)
     log.info("%d cells, %d examples in %.1f s (%.2f ex/s)", len(cells), n, seconds, n / max(seconds, 1e-9))
-    for out_file, rows in zip(out_files, predictions, strict=True):
-        write_jsonl(out_file, rows)
+    for out_file, (prompts, _), rows in zip(out_files, cells, predictions, strict=True):
+        # an example cut to fit the context keeps the count of cut characters with its output
+        marked = [r | {"cut_chars": c} if c else r for r, c in zip(rows, prompts.cut or [0] * len(rows), strict=True)]
+        write_jsonl(out_file, marked)

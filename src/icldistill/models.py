@@ -112,6 +112,16 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+def model_context_length(path: str | Path, trust_remote_code: bool = False) -> int | None:
+    """The tokens a model reads at most: ``max_position_embeddings`` of its config (of its text
+    config for multimodal ones), None when the config has none."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    config = getattr(config, "text_config", None) or config
+    return getattr(config, "max_position_embeddings", None)
+
+
 def resolve_dtype(name: str) -> Any:
     """A torch dtype from its config name.
 

@@ -282,6 +282,16 @@ def chat_template_kwargs(wildcards):
     return template_kwargs(config, wildcards.model)
 
 
+def context_length(wildcards):
+    """``models.<model>.context_length``; None: the model config's own."""
+    return config["models"][wildcards.model].get("context_length")
+
+
+def answer_budget(wildcards):
+    """``generation.max_new_tokens.<task>``; None: the task's own budget."""
+    return (config["generation"].get("max_new_tokens") or {}).get(wildcards.task)
+
+
 def condition_prompts(wildcards):
     return PROMPTS_DIR.format(
         model=wildcards.model, task=wildcards.task, shots=condition_shots(wildcards)
@@ -502,8 +512,25 @@ def cluster_resources(stage):
 PARTIAL_DIR = "results/partial"
 
 
+def out_of_date(paths):
+    """The files of ``paths`` that exist although the DAG says the job making them had to run
+    and did not finish (a changed setting or input upstream, then a failure): stale, whatever
+    they hold. Empty when no DAG was built."""
+    dag = workflow.dag
+    if dag is None:
+        return []
+    wanted = {str(p) for p in paths}
+    return [
+        str(f)
+        for job in dag.needrun_jobs(exclude_finished=True)
+        for f in job.output
+        if str(f) in wanted and Path(f).exists()
+    ]
+
+
 def partial_report():
-    """Render the finished cells of a failed run (``--keep-going``) to results/partial/."""
+    """Render the finished cells of a failed run (``--keep-going``) to results/partial/; cells
+    that exist but are out of date show as stale."""
     from icldistill.aggregate import render_partial
 
     metrics = all_metrics()
@@ -512,19 +539,21 @@ def partial_report():
             (display_name(config, c.model), c.model, c.task, c.condition, c.language)
             for c in cells(config)
         ]
-        path = render_partial(
+        rendered = render_partial(
             metrics,
             PARTIAL_DIR,
             expected,
             template=REPORT_TEMPLATE,
             conditions=condition_rows(config),
+            stale=out_of_date(metrics),
         )
     except Exception as err:  # never mask the run's own error
         print(f"partial report not written: {err}", file=sys.stderr)
         return
-    if path is not None:
-        done = sum(Path(p).exists() for p in metrics)
+    if rendered is not None:
+        path, done, stale = rendered
         print(
-            f"{done} of {len(metrics)} cells finished; partial report: {path}",
+            f"{done} of {len(metrics)} cells finished, {stale} stale (older settings or inputs; "
+            f"shown as stale, not as results); partial report: {path}",
             file=sys.stderr,
         )

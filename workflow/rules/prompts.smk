@@ -18,5 +18,7 @@ rule build_prompts:
         trust_remote_code=lambda wc: config["models"][wc.model].get(
             "trust_remote_code", False
         ),
+        context_length=context_length,
+        max_new_tokens=answer_budget,
     script:
         "../scripts/build_prompts.py"

@@ -20,6 +20,8 @@ use rule build_prompts as build_select_prompts with:
         trust_remote_code=lambda wc: config["models"][wc.model].get(
             "trust_remote_code", False
         ),
+        context_length=context_length,
+        max_new_tokens=answer_budget,
 
 
 use rule infer as infer_select with:

@@ -16,4 +16,6 @@ with staged_dir(snakemake.output.prompts) as out:
         [str(out / f"{lang}.json") for lang in p.languages],
         template_kwargs=p.template_kwargs,
         trust_remote_code=p.trust_remote_code,
+        context_length=p.context_length,
+        max_new_tokens=p.max_new_tokens,
     )

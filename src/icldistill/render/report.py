@@ -227,6 +227,20 @@ def parse_failure_context(cells: pd.DataFrame, conditions: pd.DataFrame | None, 
     }
 
 
+def over_length_context(cells: pd.DataFrame, conditions: pd.DataFrame | None, labels: Mapping[str, str]) -> dict:
+    """The over-long inputs paragraph: a Model | Task | Condition | Language | Cut table of
+    :func:`tables.over_length_cells` (None when no input was cut) and the total count."""
+    flagged = tables.over_length_cells(cells, conditions)
+    rows = [
+        [row.model, row.task.upper(), labels[row.condition], language_label(row.language), f"{row.count:g}"]
+        for row in flagged.rename(columns={tables.OVER_LENGTH: "count"}).itertuples()
+    ]
+    return {
+        "table": table(["Model", "Task", "Condition", "Language", "Inputs cut"], rows) if rows else None,
+        "total": f"{flagged[tables.OVER_LENGTH].sum():g}",
+    }
+
+
 def count_phrase(held: int, total: int) -> str:
     """``in every task`` when a relation holds in all compared tasks, else ``in N/M tasks``."""
     return "in every task" if held == total else f"in {held}/{total} tasks"
@@ -649,6 +663,7 @@ def build_context(
         "dynamic": dynamic_context(overview, conditions_table, labels, tests),
         "intervals": interval_context(cells, focus_model, conditions, labels),
         "parse_failures": parse_failure_context(cells, conditions_table, labels),
+        "over_length": over_length_context(cells, conditions_table, labels),
         "run_record": run_record_context(run_record),
     }
 

@@ -26,6 +26,8 @@ CELL_UNCERTAINTY: tuple[str, ...] = ("ci_low", "ci_high", "seeds", "seed_sd")
 
 #: Optional ``cells.csv`` column: the fraction (0–1) of a cell's outputs that did not parse.
 PARSE_FAILURE_RATE = "parse_failure_rate"
+#: examples of a cell whose input was cut to fit the model's context (``cells.csv``)
+OVER_LENGTH = "over_length"
 
 #: The columns naming one cell of one metric.
 CELL_KEY: tuple[str, ...] = ("model", "task", "condition", "language", "metric")
@@ -60,7 +62,8 @@ def read_cells(path: str | PathLike) -> pd.DataFrame:
 def tidy_cells(raw: pd.DataFrame) -> pd.DataFrame:
     """Return the seven ``cells.csv`` columns with ids as stripped strings and numeric values,
     then the :data:`CELL_UNCERTAINTY` columns (NaN where absent or empty) and
-    :data:`PARSE_FAILURE_RATE` (see :func:`parse_failure_rates`).
+    :data:`PARSE_FAILURE_RATE` (see :func:`parse_failure_rates`) and :data:`OVER_LENGTH` (NaN
+    where absent).
 
     Other columns are dropped. An empty or non-numeric ``value`` becomes NaN: the cell is in the
     grid but has no result. When a cell/metric appears twice, the last row wins.
@@ -76,6 +79,7 @@ def tidy_cells(raw: pd.DataFrame) -> pd.DataFrame:
     for column in CELL_UNCERTAINTY:
         cells[column] = _numbers(raw, column)
     cells[PARSE_FAILURE_RATE] = parse_failure_rates(raw)
+    cells[OVER_LENGTH] = _numbers(raw, OVER_LENGTH)
     cells = cells.drop_duplicates(subset=list(CELL_KEY), keep="last")
     return cells.reset_index(drop=True)
 
@@ -215,6 +219,25 @@ def _model_language_grid(
     return grid
 
 
+def _flagged_cells(cells: pd.DataFrame, conditions: pd.DataFrame | None, flag: pd.Series, column: str) -> pd.DataFrame:
+    """The cells where ``flag`` holds, one row per (model, task, condition, language) with
+    ``column``, in report order; the single-seed runs of a condition trained with several seeds
+    left out (the condition itself is listed)."""
+    cell = ["model", "task", "condition", "language"]
+    if conditions is not None and "role" in conditions:
+        keep = ~cells["condition"].isin(set(conditions.loc[conditions["role"] == "seed", "condition"]))
+        cells, flag = cells[keep], flag[keep]
+    flagged = cells[flag].drop_duplicates(subset=cell)
+    orders = {
+        "model": model_order(cells),
+        "task": task_order(cells),
+        "condition": condition_order(cells, conditions),
+        "language": language_order(cells),
+    }
+    flagged = flagged.sort_values(cell, key=lambda column: column.map(orders[column.name].index), kind="stable")
+    return flagged[[*cell, column]].reset_index(drop=True)
+
+
 def parse_failure_cells(cells: pd.DataFrame, conditions: pd.DataFrame | None = None) -> pd.DataFrame:
     """The cells where more than :data:`PARSE_FAILURE_THRESHOLD` of outputs did not parse.
 
@@ -224,19 +247,15 @@ def parse_failure_cells(cells: pd.DataFrame, conditions: pd.DataFrame | None = N
     members count; the single-seed runs of a condition trained with several seeds do not (the
     condition itself is listed with its mean rate, as the report shows the mean elsewhere).
     """
-    cell = ["model", "task", "condition", "language"]
-    if conditions is not None and "role" in conditions:
-        seed_runs = set(conditions.loc[conditions["role"] == "seed", "condition"])
-        cells = cells[~cells["condition"].isin(seed_runs)]
-    flagged = cells[too_many_parse_failures(cells[PARSE_FAILURE_RATE])].drop_duplicates(subset=cell)
-    orders = {
-        "model": model_order(cells),
-        "task": task_order(cells),
-        "condition": condition_order(cells, conditions),
-        "language": language_order(cells),
-    }
-    flagged = flagged.sort_values(cell, key=lambda column: column.map(orders[column.name].index), kind="stable")
-    return flagged[[*cell, PARSE_FAILURE_RATE]].reset_index(drop=True)
+    flag = too_many_parse_failures(cells[PARSE_FAILURE_RATE])
+    return _flagged_cells(cells, conditions, flag, PARSE_FAILURE_RATE)
+
+
+def over_length_cells(cells: pd.DataFrame, conditions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The cells with at least one input cut to fit the model's context (:data:`OVER_LENGTH`
+    > 0), as :func:`parse_failure_cells` lists them."""
+    counts = cells[OVER_LENGTH] if OVER_LENGTH in cells else pd.Series(math.nan, index=cells.index)
+    return _flagged_cells(cells.assign(**{OVER_LENGTH: counts}), conditions, counts.fillna(0) > 0, OVER_LENGTH)
 
 
 def summary_table(
