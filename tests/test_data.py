@@ -233,5 +233,5 @@ def test_staged_dir_appears_only_when_complete(tmp_path):
     with data.staged_dir(target) as out:
         (out / "en.jsonl").write_text("{}\n")
         (out / "de.jsonl").write_text("{}\n")
-    assert sorted(p.name for p in target.iterdir()) == ["de.jsonl", "en.jsonl"]
+    assert sorted(p.name for p in target.iterdir()) == ["MANIFEST.json", "de.jsonl", "en.jsonl"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions"]

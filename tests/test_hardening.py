@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from icldistill import data
+from icldistill import data, fingerprint
 from icldistill.metrics import score
 from icldistill.models import eos_token_ids
 from icldistill.tasks import get_task
@@ -494,6 +494,9 @@ def interrupted(tiny_model_dir, tmp_path_factory):
         # 3. as if killed between its two languages: English written, German not
         ids = [r["id"] for r in data.read_jsonl(b / "results" / "data" / task / "test.en.jsonl")]
         _write_jsonl(predictions / "en.jsonl", [{"id": i, "output": "half-written"} for i in ids])
+        # with a manifest, so that the workflow's own check passes it and Snakemake's is tested
+        # (a folder without one is moved aside and rerun: tests/test_faults_invalidation.py)
+        fingerprint.write_manifest(predictions)
         seen["partial"] = str(predictions.relative_to(b))
         seen["rerun_incomplete"] = _snakemake(b, "--cores", "1")
         seen["partial_after_refusal"] = sorted(p.name for p in predictions.iterdir())
@@ -560,7 +563,7 @@ def test_a_killed_inference_job_leaves_no_output_and_a_partial_one_is_refused(in
     assert refused.returncode == 1
     assert "IncompleteFilesException" in output and "The files below seem to be incomplete." in output
     assert output.split("Incomplete files:\n")[1].splitlines()[0] == interrupted["partial"]
-    assert interrupted["partial_after_refusal"] == ["en.jsonl"]
+    assert interrupted["partial_after_refusal"] == ["MANIFEST.json", "en.jsonl"]
     # with --rerun-incomplete it is deleted and predicted again (the comparison with run A is below)
     job = next(j for j in interrupted["reruns"].split("\n\n") if f"output: {interrupted['partial']}\n" in j)
     assert "localrule infer:" in job and "reason: Forced execution" in job
