@@ -17,7 +17,7 @@ from icldistill.render.__main__ import main as cli_main
 from icldistill.render.figures import figure_files, write_figures
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SEED_CELLS = FIXTURES / "seed_cells.csv"
+SEED_CELLS = Path(__file__).resolve().parents[1] / "resources" / "reference" / "seed_cells.csv"
 # The seed report lives beside the repository: <repo>/../shared/reference/seed-report.md.
 SEED_REPORT = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "seed-report.md"
 

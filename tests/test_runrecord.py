@@ -20,7 +20,7 @@ from icldistill.render import render_report
 
 from .conftest import MINI, ROOT
 
-SEED_CELLS = Path(__file__).resolve().parent / "fixtures" / "seed_cells.csv"
+SEED_CELLS = Path(__file__).resolve().parents[1] / "resources" / "reference" / "seed_cells.csv"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 

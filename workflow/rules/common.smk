@@ -251,6 +251,20 @@ def all_metrics():
     ]
 
 
+def reference_table():
+    """The Reference section's table (``report.reference.path``): as given when it exists from
+    the working directory, else from the workflow's folder (the shipped seed numbers); nothing
+    when no reference is configured."""
+    reference = (config.get("report") or {}).get("reference") or {}
+    if not reference.get("path"):
+        return []
+    path = Path(reference["path"])
+    shipped = Path(workflow.basedir) / path
+    if path.exists() or path.is_absolute() or not shipped.exists():
+        return [str(path)]
+    return [str(shipped)]
+
+
 def get_final_output():
     return [RESULTS_MD, CELLS] + [FIGURE.format(name=n) for n in figure_names()]
 

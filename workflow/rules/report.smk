@@ -50,6 +50,7 @@ rule render_results:
         paired=PAIRED_TABLE,
         template=REPORT_TEMPLATE,
         run_record=RUN_RECORD,
+        reference=reference_table(),
     output:
         results=report(
             RESULTS_MD, caption="../../report/captions/results.rst", category="Report"
@@ -74,5 +75,7 @@ rule render_results:
             else None
         ),
         heatmap_condition=config.get("report", {}).get("heatmap_condition"),
+        reference_model=(config.get("report", {}).get("reference") or {}).get("model"),
+        reference_name=(config.get("report", {}).get("reference") or {}).get("name"),
     script:
         "../scripts/render_report.py"

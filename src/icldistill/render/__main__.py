@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from icldistill.render.reference import read_reference
 from icldistill.render.report import render_report
 from icldistill.render.tables import read_cells, read_conditions, read_selection, read_training
 from icldistill.runrecord import read_record
@@ -60,6 +61,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="run record (results/run.json); adds the Run Record appendix",
     )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        type=Path,
+        help="published numbers as a cells.csv-shaped table (e.g. resources/reference/seed_cells.csv); "
+        "adds the Reference section",
+    )
+    parser.add_argument(
+        "--reference-model",
+        default=None,
+        help="compare every model with this model of the reference (default: each with its own name)",
+    )
     return parser.parse_args(argv)
 
 
@@ -82,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             selection=read_optional(args.selection, read_selection),
             training=read_optional(args.training, read_training),
             run_record=read_optional(args.run_record, read_record),
+            reference=None
+            if args.reference is None
+            else {
+                "table": read_reference(args.reference),
+                "model": args.reference_model,
+                "source": args.reference.name,
+            },
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

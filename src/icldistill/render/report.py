@@ -16,6 +16,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from icldistill.render import figures, tables
+from icldistill.render import reference as references
 from icldistill.vocab import (
     CONDITION_LEGEND,
     TASK_DATASETS,
@@ -238,6 +239,59 @@ def over_length_context(cells: pd.DataFrame, conditions: pd.DataFrame | None, la
     return {
         "table": table(["Model", "Task", "Condition", "Language", "Inputs cut"], rows) if rows else None,
         "total": f"{flagged[tables.OVER_LENGTH].sum():g}",
+    }
+
+
+def reference_context(
+    cells: pd.DataFrame,
+    reference: pd.DataFrame | None,
+    reference_model: str | None,
+    source: str | None,
+    conditions: pd.DataFrame | None,
+    labels: Mapping[str, str],
+) -> dict | None:
+    """The Reference section (:mod:`reference`): per model, task and condition this run's mean
+    over languages, the reference's, their difference and in how many languages the reference
+    lies inside the run's 95 % interval; a note instead of a table when nothing matches. None
+    without a reference."""
+    if reference is None:
+        return None
+    compared = references.compare(cells, reference, reference_model)
+    base = {"source": source or "the reference table", "model": reference_model}
+    if compared.empty:
+        if reference_model is None:
+            note = (
+                f"No model of this run ({', '.join(tables.model_order(cells))}) has numbers in the reference "
+                f"(its models: {', '.join(dict.fromkeys(reference['model']))}); `report.reference.model` "
+                "compares every model of the run with one of them."
+            )
+        else:
+            note = f"The reference has no {reference_model} numbers for this run's tasks, conditions and languages."
+        return base | {"table": None, "note": note}
+    summary = references.summarize(compared, conditions)
+    rows = [
+        [
+            row.model,
+            row.reference_model,
+            row.task.upper(),
+            labels.get(row.condition, row.condition),
+            fmt(row.value),
+            fmt(row.reference),
+            tables.signed(row.difference),
+            "—" if pd.isna(row.inside) else f"{int(row.inside)}/{row.languages}",
+        ]
+        for row in summary.itertuples()
+    ]
+    header = ["Model", "Reference model", "Task", "Condition", "This run", "Reference", "Δ", "Inside interval"]
+    inside = compared["inside"].dropna()
+    different = (compared["model"] != compared["reference_model"]).any()
+    return base | {
+        "table": table(header, rows),
+        "cells": len(compared),
+        "inside": f"{int(inside.sum())}/{len(inside)}" if len(inside) else None,
+        "mean_abs": fmt(compared["difference"].abs().mean()),
+        "different_model": bool(different),
+        "note": None,
     }
 
 
@@ -607,6 +661,7 @@ def build_context(
     selection: pd.DataFrame | None = None,
     paired: pd.DataFrame | None = None,
     run_record: Mapping | None = None,
+    reference: Mapping | None = None,
 ) -> dict:
     """Everything the template prints, as strings and lists of strings.
 
@@ -614,7 +669,8 @@ def build_context(
     ``dynamic_gap``, ``lambda_eff``) to its link relative to RESULTS.md; a role missing from it
     is not shown. ``conditions_table`` and ``selection`` (tidy, see :mod:`tables`) add the λ
     Sweep and Dynamic λ sections; without them ``sweep`` and ``dynamic`` are None. A
-    ``run_record`` (``results/run.json``) adds the Run Record appendix.
+    ``run_record`` (``results/run.json``) adds the Run Record appendix; ``reference``
+    (``{"table": DataFrame, "model": str | None, "source": str}``) the Reference section.
     """
     models, conditions = tables.model_order(cells), tables.shown_conditions(cells, conditions_table)
     tasks, languages = tables.task_order(cells), tables.language_order(cells)
@@ -664,6 +720,14 @@ def build_context(
         "intervals": interval_context(cells, focus_model, conditions, labels),
         "parse_failures": parse_failure_context(cells, conditions_table, labels),
         "over_length": over_length_context(cells, conditions_table, labels),
+        "reference": reference_context(
+            cells,
+            (reference or {}).get("table"),
+            (reference or {}).get("model"),
+            (reference or {}).get("source"),
+            conditions_table,
+            labels,
+        ),
         "run_record": run_record_context(run_record),
     }
 
@@ -717,6 +781,7 @@ def render_report(
     training: pd.DataFrame | None = None,
     paired: pd.DataFrame | None = None,
     run_record: Mapping | None = None,
+    reference: Mapping | None = None,
 ) -> Path:
     """Write ``out_dir/RESULTS.md`` and its figures under ``out_dir/figures``; return the report path.
 
@@ -726,7 +791,9 @@ def render_report(
     and ``training`` (per-step logs) tables add the λ Sweep and Dynamic λ sections and figures;
     ``paired`` (``paired.csv``) bolds gaps by the evidence of paired bootstrap tests and prints
     their intervals; ``run_record`` (``results/run.json``, :mod:`icldistill.runrecord`) adds
-    the Run Record appendix. Without them the report is the seed layout.
+    the Run Record appendix; ``reference`` (``{"table": <reference cells>, "model": <reference
+    model or None>, "source": <its name>}``, :mod:`icldistill.render.reference`) the Reference
+    section. Without them the report is the seed layout.
     """
     cells = tables.tidy_cells(cells)
     if cells.empty:
@@ -743,7 +810,9 @@ def render_report(
     names = figures.figure_names(heatmap_condition)
     written_names = {path.name for path in written}
     links = {role: f"{FIGURES_DIR}/{name}" for role, name in names.items() if name in written_names}
-    context = build_context(cells, focus_model, heatmap_condition, links, conditions, selection, paired, run_record)
+    context = build_context(
+        cells, focus_model, heatmap_condition, links, conditions, selection, paired, run_record, reference
+    )
     report = out_dir / REPORT_NAME
     report.write_text(render_markdown(context, template), encoding="utf-8")
     return report
