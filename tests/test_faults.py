@@ -111,6 +111,7 @@ DAMAGES = {
     ),
     "weights-of-another-shape": (_weights_transposed, "weight has shape [3, 2], the model's [2, 3]"),
     "state-cut-in-half": (lambda p: _cut_in_half(p / "state.pt"), "state.pt unreadable"),
+    "state-not-a-dict": (lambda p: torch.save([1, 2], p / "state.pt"), "state.pt holds no checkpoint state"),
     "optimizer-moment-of-another-shape": (
         lambda p: _rewrite_state(p, _optimizer_moment_reshaped),
         "state.pt: optimizer exp_avg of parameter 0 has shape [6], the parameter [2, 3]",

@@ -267,7 +267,10 @@ def matching_checkpoints(directory: Path, fingerprint: dict[str, str]) -> Iterat
         except Exception as err:  # any damage: the checkpoint is skipped, named
             log.warning("ignoring checkpoint %s: %s unreadable (%s)", path, path / "state.pt", err)
             continue
-        made = state.get("fingerprint") if isinstance(state, dict) else None
+        if not isinstance(state, dict):
+            log.warning("ignoring checkpoint %s: %s holds no checkpoint state", path, path / "state.pt")
+            continue
+        made = state.get("fingerprint")
         if made == fingerprint:
             yield path, state
         elif not isinstance(made, dict) or made.get("settings") != fingerprint["settings"]:
