@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def test_sha256_and_combined_hash_are_the_hand_computed_values(tmp_path):
     assert fingerprint.combined_hash(hashes) == expected
 
 
-def test_hash_cache_hashes_once_per_size_and_mtime_and_persists(tmp_path, monkeypatch):
+def test_hash_cache_hashes_once_per_size_mtime_and_ctime_and_persists(tmp_path, monkeypatch):
     path = tmp_path / "weights.bin"
     path.write_bytes(b"\x01" * 100)
     calls = []
@@ -76,13 +77,14 @@ def test_hash_cache_hashes_once_per_size_and_mtime_and_persists(tmp_path, monkey
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert cache.sha256(path) == sha(b"\x01" * 100) and len(calls) == 2
-    # new content of the same size and mtime as recorded would be missed: it is the mtime
-    # that says a file changed, so an edit (which moves it) is hashed again
+    # new content of the same size with the recorded mtime put back: the ctime gives it away
+    recorded = path.stat()
     path.write_bytes(b"\x02" * 100)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2 * 10**9))
+    os.utime(path, ns=(recorded.st_atime_ns, recorded.st_mtime_ns))
     assert cache.sha256(path) == sha(b"\x02" * 100) and len(calls) == 3
+    now = path.stat()
     saved = json.loads(store.read_text())["files"][str(path.resolve())]
-    assert saved == [100, stat.st_mtime_ns + 2 * 10**9, sha(b"\x02" * 100)]
+    assert saved == [100, recorded.st_mtime_ns, now.st_ctime_ns, sha(b"\x02" * 100)]
 
 
 def test_an_unreadable_store_starts_empty(tmp_path):
@@ -90,7 +92,7 @@ def test_an_unreadable_store_starts_empty(tmp_path):
     store.write_text("{not json")
     (tmp_path / "f").write_bytes(b"x")
     assert fingerprint.HashCache(store).sha256(tmp_path / "f") == sha(b"x")
-    assert json.loads(store.read_text())["format"] == 1
+    assert json.loads(store.read_text())["format"] == 2
 
 
 # -- fingerprints --------------------------------------------------------------------------------
@@ -197,17 +199,24 @@ def test_manifest_problem_names_the_reason(tmp_path, damage, reason):
     assert reason in fingerprint.manifest_problem(folder)
 
 
-def test_a_same_size_edit_is_caught_cheaply_when_newer_and_by_hash_otherwise(tmp_path):
+def rot(folder: Path, name: str) -> None:
+    """Content that no longer matches the manifest without a write the kernel records (as bit
+    rot would): the manifest's recorded hash of ``name`` is changed in place instead."""
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    manifest["files"][name]["sha256"] = sha(b"what was written")
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest))
+
+
+def test_a_same_size_edit_is_caught_cheaply_and_unrecorded_damage_by_hash(tmp_path):
     folder = manifest_folder(tmp_path)
     weights = folder / "adapter_model.safetensors"
     old = weights.stat()
     weights.write_bytes(b"\x08" * 5000)
-    manifest_time = (folder / "MANIFEST.json").stat().st_mtime_ns
-    os.utime(weights, ns=(old.st_atime_ns, manifest_time + 10**9))
+    os.utime(weights, ns=(old.st_atime_ns, old.st_mtime_ns))  # even with the old mtime put back
     assert "adapter_model.safetensors changed after the manifest" in fingerprint.manifest_problem(folder)
-    # the same edit with its old mtime put back passes the cheap check; the reading job's full
-    # check names the file
-    os.utime(weights, ns=(old.st_atime_ns, old.st_mtime_ns))
+    # damage no write recorded passes the cheap check; the reading job's full check names the file
+    folder = manifest_folder(tmp_path / "rotten")
+    rot(folder, "adapter_model.safetensors")
     assert fingerprint.manifest_problem(folder) is None
     with pytest.raises(fingerprint.ManifestError, match=r"adapter_model\.safetensors: SHA-256 .* differs"):
         fingerprint.verify_manifest(folder)
@@ -215,10 +224,7 @@ def test_a_same_size_edit_is_caught_cheaply_when_newer_and_by_hash_otherwise(tmp
 
 def test_a_reading_job_moves_a_failing_folder_aside_and_names_the_file(tmp_path):
     folder = manifest_folder(tmp_path)
-    weights = folder / "adapter_model.safetensors"
-    old = weights.stat()
-    weights.write_bytes(b"\x09" * 5000)
-    os.utime(weights, ns=(old.st_atime_ns, old.st_mtime_ns))
+    rot(folder, "adapter_model.safetensors")
     with pytest.raises(fingerprint.ManifestError, match=r"adapter_model\.safetensors.*adapter\.invalid"):
         fingerprint.verify_input_folders([folder])
     assert not folder.exists() and (tmp_path / "adapter.invalid" / "adapter_model.safetensors").is_file()
@@ -271,7 +277,7 @@ def planned(workdir: Path) -> dict[str, int]:
 def planned_outputs(workdir: Path, rule: str) -> list[str]:
     """The first output of each job of ``rule`` a dry run plans."""
     out = snakemake(workdir, "-n", "--cores", "1").stdout
-    blocks = out.split("\nrule ")
+    blocks = re.split(r"\n(?:local)?rule ", out)
     return sorted(b.split("output: ")[1].split(",")[0].split("\n")[0] for b in blocks if b.startswith(f"{rule}:"))
 
 
@@ -417,21 +423,30 @@ def test_a_folder_without_or_with_a_broken_manifest_reruns(copy_of, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_file_changed_in_place_fails_its_reader_naming_it_and_is_rebuilt(copy_of):
+def test_a_same_size_edit_with_its_mtime_put_back_is_seen_before_the_run(copy_of):
     predictions = copy_of / "results" / "tiny" / "nli" / "base" / "predictions"
     path = predictions / "de.jsonl"
     stat = path.stat()
-    content = path.read_bytes()
-    # the same size, the old mtime: it passes the cheap check, not the reading job's hashes
-    path.write_bytes(content.replace(b'"id"', b'"ID"', 1))
+    path.write_bytes(path.read_bytes().replace(b'"id"', b'"ID"', 1))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    dry = snakemake(copy_of, "-n", "--cores", "1")
+    assert "de.jsonl changed after the manifest was written (SHA-256 differs)" in dry.stderr
+    assert planned(copy_of) == {"infer": 1, "score_cell": 2} | REPORT | {"total": 5}
+
+
+@pytest.mark.slow
+def test_damage_no_check_before_the_run_sees_fails_the_reader_naming_the_file(copy_of):
+    predictions = copy_of / "results" / "tiny" / "nli" / "base" / "predictions"
+    rot(predictions, "de.jsonl")
     assert planned(copy_of) == {}
     (copy_of / "results" / "tiny" / "nli" / "base" / "metrics" / "de.json").unlink()
     failed = snakemake(copy_of, "--cores", "1", "results/tiny/nli/base/metrics/de.json", check=False)
     assert failed.returncode != 0
     log = (copy_of / "results" / "logs" / "score_cell" / "tiny.nli.base.de.log").read_text()
     assert "results/tiny/nli/base/predictions/de.jsonl: SHA-256" in log
-    assert (predictions.parent / "predictions.invalid").is_dir()
+    assert "moved to results/tiny/nli/base/predictions.invalid" in log
+    # not used: the next run writes the predictions again and scores them
     assert planned(copy_of) == {"infer": 1, "score_cell": 2} | REPORT | {"total": 5}
 
 

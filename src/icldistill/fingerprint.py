@@ -9,12 +9,12 @@ exactly what depends on it:
   or a hub id's configured revision). The workflow puts them into the ``params`` of each job
   that reads the file or loads the model; Snakemake reruns a job whose params changed.
   Every file is hashed at most once per process and, with a store (:func:`use_store`), once
-  per (path, size, mtime): a ``touch`` costs one re-hash and changes nothing.
+  per (path, size, mtime, ctime): a ``touch`` costs one re-hash and changes nothing.
 - **Manifests** of folder outputs (a converted model, an adapter, prompts, predictions):
   ``MANIFEST.json`` (relative path → size, SHA-256) written as the folder's last file
   (:func:`write_manifest`). Before the DAG is built, :func:`manifest_problem` checks each
-  existing folder cheaply (manifest present, each file present with its size, a file newer
-  than the manifest re-hashed) and :func:`set_aside` moves a failing one out of the way, so
+  existing folder cheaply (manifest present, each file present with its size, a file changed
+  after the manifest re-hashed) and :func:`set_aside` moves a failing one out of the way, so
   Snakemake sees the output missing and reruns the job that makes it; a job reading a folder
   calls :func:`verify_manifest`, which compares every hash and names the file that differs.
 
@@ -68,33 +68,35 @@ def combined_hash(hashes: Mapping[str, str]) -> str:
 
 
 class HashCache:
-    """SHA-256 of files, each computed once per (path, size, mtime_ns).
+    """SHA-256 of files, each computed once per (path, size, mtime, ctime).
 
     In memory always; with ``store`` (a JSON file) also across processes, so a large model
-    folder is hashed once, not on every dry run. A file whose size or mtime changed is hashed
-    again (a ``touch`` costs one re-hash, and the hash, hence every fingerprint, is unchanged).
-    A store that cannot be read starts empty; one that cannot be written is left as it is.
+    folder is hashed once, not on every dry run. A file whose size, mtime or ctime changed is
+    hashed again (a ``touch`` costs one re-hash, and the hash, hence every fingerprint, is
+    unchanged). The ctime makes an edit visible even when the mtime is set back afterwards
+    (``touch -r``): the kernel sets it on every write and no user can set it back. A store that
+    cannot be read starts empty; one that cannot be written is left as it is.
     """
 
     def __init__(self, store: str | Path | None = None) -> None:
         self.store = Path(store) if store is not None else None
-        self.entries: dict[str, tuple[int, int, str]] = {}
+        self.entries: dict[str, tuple[int, int, int, str]] = {}
         if self.store is not None and self.store.is_file():
             try:
                 saved = json.loads(self.store.read_text(encoding="utf-8"))
-                self.entries = {path: tuple(entry) for path, entry in saved["files"].items()}
+                self.entries = {path: tuple(entry) for path, entry in saved["files"].items() if len(entry) == 4}
             except (OSError, ValueError, KeyError, TypeError):
                 self.entries = {}
 
     def sha256(self, path: str | Path) -> str:
-        """SHA-256 of ``path``, from the cache when its size and mtime are the recorded ones."""
+        """SHA-256 of ``path``, from the cache when its size, mtime and ctime are the recorded ones."""
         key = str(Path(path).resolve())
         stat = os.stat(key)
         cached = self.entries.get(key)
-        if cached is not None and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
-            return cached[2]
+        if cached is not None and tuple(cached[:3]) == (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns):
+            return cached[3]
         digest = sha256_file(key)
-        self.entries[key] = (stat.st_size, stat.st_mtime_ns, digest)
+        self.entries[key] = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, digest)
         self._save()
         return digest
 
@@ -104,7 +106,7 @@ class HashCache:
         try:
             self.store.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.store.with_name(f"{self.store.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"format": 1, "files": self.entries}), encoding="utf-8")
+            tmp.write_text(json.dumps({"format": 2, "files": self.entries}), encoding="utf-8")
             tmp.replace(self.store)
         except OSError:
             pass
@@ -237,15 +239,17 @@ def read_manifest(folder: str | Path) -> dict[str, dict[str, Any]]:
 
 def manifest_problem(folder: str | Path) -> str | None:
     """Why ``folder`` fails its manifest, cheaply (None when it passes): no or an unreadable
-    manifest, a recorded file missing or of another size, or a file modified after the
-    manifest was written (newer mtime) whose hash differs. Files the manifest does not list
-    are ignored (Snakemake's ``.snakemake_timestamp``, for one)."""
+    manifest, a recorded file missing or of another size, or a file changed after the manifest
+    was written whose hash differs. "Changed after" is a newer ctime than the manifest's: the
+    kernel sets it on every write, so an edit is seen even with its mtime set back, and only
+    such files are hashed. Files the manifest does not list are ignored (Snakemake's
+    ``.snakemake_timestamp``, for one)."""
     folder = Path(folder)
     try:
         files = read_manifest(folder)
     except ManifestError as err:
         return str(err).removeprefix(f"{folder}: ")
-    written = (folder / MANIFEST).stat().st_mtime_ns
+    written = (folder / MANIFEST).stat().st_ctime_ns
     for name, entry in files.items():
         path = folder / name
         if not path.is_file():
@@ -253,7 +257,7 @@ def manifest_problem(folder: str | Path) -> str | None:
         stat = path.stat()
         if stat.st_size != entry["size"]:
             return f"{name} has {stat.st_size} bytes, its manifest says {entry['size']}"
-        if stat.st_mtime_ns > written and file_sha256(path) != entry["sha256"]:
+        if stat.st_ctime_ns > written and file_sha256(path) != entry["sha256"]:
             return f"{name} changed after the manifest was written (SHA-256 differs)"
     return None
 

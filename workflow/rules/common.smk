@@ -135,7 +135,7 @@ REPORT_TEMPLATE = str(Path(workflow.basedir) / "report" / "templates" / "results
 # -- what reruns a job: fingerprints of its sources, manifests of its input folders ------------
 # A job whose params change reruns (Snakemake's default rerun triggers include params), and a
 # fingerprint is a hash of content: an edited data file or model file reruns exactly the jobs
-# that read it, a `touch` reruns nothing. Hashes are kept per (path, size, mtime) in
+# that read it, a `touch` reruns nothing. Hashes are kept per (path, size, mtime, ctime) in
 # .snakemake/, so a large model folder is hashed once, not on every dry run.
 fingerprint.use_store(Path(".snakemake") / "icldistill" / "hashes.json")
 
@@ -155,7 +155,7 @@ def model_fingerprint(wildcards):
 
 # Folder outputs (directory(...)) carry a manifest written last (icldistill.fingerprint). Each
 # existing one of this grid that fails it (no manifest, a file missing or of another size, or
-# changed after the manifest was written) is moved aside to <folder>.invalid before the DAG is
+# written after the manifest with other content) is moved aside to <folder>.invalid before the DAG is
 # built, so Snakemake sees it missing and reruns the job that writes it, and its dependents.
 # Only in the process that plans the run (not in cluster jobs re-reading the Snakefile); a
 # dry run moves them too, so that it shows the reruns.
