@@ -329,8 +329,10 @@ def test_base_fewshot_only_grid_renders_cleanly(tmp_path):
     assert "gap.png" not in text
     assert "**Models**: Small · Big (focus: Small)" in text
     assert "\n\n\n" not in text
+    # two models: the cross-model figure
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
         "heatmap_fewshot.png",
+        "models.png",
         "task_bar.png",
     ]
     overview = seed_tables.parse_tables(text)[("Per-Task × Condition Overview (Small)",)]
@@ -383,6 +385,7 @@ def test_figures_are_non_empty_pngs(tmp_path):
         "task_bar.png",
         "gap.png",
         "heatmap_distilled.png",
+        "models.png",
     ]
     for path in written:
         data = path.read_bytes()
@@ -423,6 +426,8 @@ SWEEP_MEMBERS = ("distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5")
 SWEEP_LABELS = ("Distilled λ=0", "Distilled λ=0.1", "Distilled λ=0.5")
 DYNAMIC_LABELS = ("Entropy-λ", "Grad-Conflict-λ", "Loss-Ratio-λ", "Meta-λ", "Task-Prior-λ")
 NEW_FIGURES = ("lambda_sweep.png", "dynamic_gap.png", "lambda_eff.png")
+#: two models and a training log: the cross-model figure and the training curves
+CROSS_FIGURES = ("models.png", "training_curves.png")
 
 
 def sweep_inputs() -> dict:
@@ -567,14 +572,19 @@ def test_sweep_figures_written_then_removed(tmp_path):
     figures_dir = tmp_path / "figures"
     render_sweep(tmp_path)
     names = sorted(p.name for p in figures_dir.iterdir())
-    assert names == sorted(["task_bar.png", "gap.png", "heatmap_distilled.png", *NEW_FIGURES])
-    assert sorted(figure_files(read_conditions(SWEEP_CONDITIONS), None)) == names
+    assert names == sorted(["task_bar.png", "gap.png", "heatmap_distilled.png", *NEW_FIGURES, *CROSS_FIGURES])
+    assert sorted(figure_files(read_conditions(SWEEP_CONDITIONS), None, models=2)) == names
     for name in names:
         assert (figures_dir / name).read_bytes().startswith(PNG_MAGIC), name
     # Without the new inputs, their figures go and the report is the one a fresh render writes.
     cells = read_cells(SWEEP_CELLS)
     text = render_report(cells, tmp_path).read_text(encoding="utf-8")
-    assert sorted(p.name for p in figures_dir.iterdir()) == ["gap.png", "heatmap_distilled.png", "task_bar.png"]
+    assert sorted(p.name for p in figures_dir.iterdir()) == [
+        "gap.png",
+        "heatmap_distilled.png",
+        "models.png",
+        "task_bar.png",
+    ]
     assert text == render_report(cells, tmp_path / "fresh").read_text(encoding="utf-8")
     assert "λ Sweep" not in text and "Dynamic λ" not in text
 
@@ -592,6 +602,7 @@ def test_plain_conditions_table_changes_nothing(seed_render, tmp_path):
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
         "gap.png",
         "heatmap_distilled.png",
+        "models.png",
         "task_bar.png",
     ]
 
@@ -607,7 +618,7 @@ def test_sweep_without_selection_or_finetuned(tmp_path):
     # No Fine-Tuned: no gaps, so no Dynamic λ section and no gap figures; no training log: no λ_eff figure.
     assert "### Dynamic λ" not in text
     names = sorted(p.name for p in (tmp_path / "figures").iterdir())
-    assert names == ["heatmap_distilled.png", "lambda_sweep.png", "task_bar.png"]
+    assert names == ["heatmap_distilled.png", "lambda_sweep.png", "models.png", "task_bar.png"]
 
 
 def test_task_bar_and_heatmap_default_skip_sweeps():
@@ -650,9 +661,13 @@ def test_figure_files_follow_the_conditions_table():
         "lambda_sweep.png",
         "lambda_eff.png",
         "dynamic_gap.png",
+        "training_curves.png",
     ]
     plain = conditions[conditions["role"].isin(["infer", "train"])][["condition", "role"]]
-    assert figure_files(plain) == ["task_bar.png", "gap.png", "heatmap_distilled.png"]
+    assert figure_files(plain) == ["task_bar.png", "gap.png", "heatmap_distilled.png", "training_curves.png"]
+    assert figure_files(plain, models=3)[-2:] == ["models.png", "training_curves.png"]
+    inference_only = plain[plain["role"] == "infer"]
+    assert figure_files(inference_only) == ["task_bar.png", "heatmap_fewshot.png"]
     no_reference = conditions[~conditions["condition"].isin(["finetuned", "distilled"])][["condition", "role"]]
     # Without Distilled the default heatmap is the last condition shown (sweep members never are).
     assert figure_files(no_reference) == [
@@ -660,6 +675,7 @@ def test_figure_files_follow_the_conditions_table():
         "heatmap_task_prior.png",
         "lambda_sweep.png",
         "lambda_eff.png",
+        "training_curves.png",
     ]
     assert figure_files(None, "distilled") == ["task_bar.png", "gap.png", "heatmap_distilled.png"]
     with pytest.raises(ValueError):
@@ -846,3 +862,43 @@ def test_no_parse_failures_say_so_in_one_line(seed_render):
     assert "No cell has more than 20 % of outputs that did not parse." in section
     assert "†" not in text and ("Parse Failures",) not in seed_tables.parse_tables(text)
     assert tables.read_cells(SEED_CELLS)["parse_failure_rate"].isna().all()
+
+
+def test_task_bars_carry_interval_bars_and_label_tasks_a_chance_line():
+    from matplotlib.collections import LineCollection
+    from matplotlib.container import ErrorbarContainer
+    from matplotlib.figure import Figure
+
+    cells = tables.tidy_cells(
+        pd.DataFrame(
+            [
+                ["M", "nli", "base", "en", "accuracy", 40.0, 10, 30.0, 50.0],
+                ["M", "nli", "base", "de", "accuracy", 20.0, 10, 10.0, 34.0],
+                ["M", "nli", "finetuned", "en", "accuracy", 60.0, 10, 55.0, 70.0],
+                ["M", "qa", "base", "en", "f1", 12.0, 10, 8.0, 16.0],
+                ["M", "qa", "finetuned", "en", "f1", float("nan"), 10, float("nan"), float("nan")],
+            ],
+            columns=["model", "task", "condition", "language", "metric", "value", "n", "ci_low", "ci_high"],
+        )
+    )
+    low, high = tables.task_condition_bounds(cells, "M")
+    # mean of the bounds over the languages with a value
+    assert low.loc["nli", "base"] == 20.0 and high.loc["nli", "base"] == 42.0
+    assert low.loc["nli", "finetuned"] == 55.0 and pd.isna(low.loc["qa", "finetuned"])
+    assert tables.chance_levels(["nli", "pa", "qa", "ner"]) == {"nli": 100 / 3, "pa": 50.0}
+
+    overview = tables.task_condition_table(cells, "M")
+    figure = Figure()
+    axes = figure.subplots()
+    data = overview.rename_axis(index="task", columns="condition").stack(future_stack=True).rename("value")
+    import seaborn as sns
+
+    sns.barplot(data=data.reset_index(), x="task", y="value", hue="condition", ax=axes)
+    figures.interval_bars(axes, list(overview.columns), low, high)
+    figures.chance_lines(axes, list(overview.index), tables.chance_levels(list(overview.index)))
+    bars = [c for c in axes.containers if isinstance(c, ErrorbarContainer)]
+    # three values with an interval: NLI base, NLI finetuned, QA base (QA finetuned has none)
+    spans = sorted(tuple(round(v, 6) for v in c.lines[2][0].get_segments()[0][:, 1]) for c in bars)
+    assert spans == [(8.0, 16.0), (20.0, 42.0), (55.0, 70.0)]
+    chance = [c for c in axes.collections if isinstance(c, LineCollection) and c.get_label() == "chance"]
+    assert len(chance) == 1 and chance[0].get_segments()[0][0][1] == pytest.approx(100 / 3)

@@ -233,7 +233,7 @@ def figure_names():
     from icldistill.render.figures import figure_files
 
     heatmap = config.get("report", {}).get("heatmap_condition")
-    files = figure_files(pd.DataFrame(condition_rows(config)), heatmap)
+    files = figure_files(pd.DataFrame(condition_rows(config)), heatmap, len(MODELS))
     return [name.removesuffix(".png") for name in files]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -87,17 +88,67 @@ def _long(table: pd.DataFrame, row_name: str, column_name: str) -> pd.DataFrame:
     return long.rename("value").reset_index()
 
 
+def interval_bars(axes, columns: Sequence[str], low: pd.DataFrame | None, high: pd.DataFrame | None) -> None:
+    """Draw ``[low, high]`` error bars on the bars of a grouped seaborn bar plot: one container
+    per column of ``columns`` (hue order), one bar per row of ``low``/``high`` (x order); bars
+    without a value or an interval get none."""
+    if low is None or high is None:
+        return
+    bars = [c for c in axes.containers if isinstance(c, BarContainer)]
+    for column, container in zip(columns, bars, strict=False):
+        for row, bar in enumerate(container.patches):
+            lo, hi = low.iloc[row][column], high.iloc[row][column]
+            value = bar.get_height()
+            if any(math.isnan(v) for v in (lo, hi, value)):
+                continue
+            x = bar.get_x() + bar.get_width() / 2
+            axes.errorbar(
+                x,
+                value,
+                yerr=[[max(value - lo, 0.0)], [max(hi - value, 0.0)]],
+                fmt="none",
+                ecolor="#222222",
+                elinewidth=0.9,
+                capsize=2.5,
+                zorder=3,
+            )
+
+
+def chance_lines(axes, tasks: Sequence[str], chance: Mapping[str, float] | None) -> None:
+    """A dashed line at chance level across each label task's group of bars (x = its index)."""
+    drawn = False
+    for index, task in enumerate(tasks):
+        level = (chance or {}).get(task)
+        if level is None:
+            continue
+        axes.hlines(
+            level,
+            index - 0.45,
+            index + 0.45,
+            colors="#555555",
+            linestyles="--",
+            linewidth=1.1,
+            zorder=4,
+            label=None if drawn else "chance",
+        )
+        drawn = True
+
+
 def task_bar(
     overview: pd.DataFrame,
     focus_model: str,
     path: str | PathLike,
     labels: Mapping[str, str] | None = None,
     colors: Mapping[str, str] | None = None,
+    bounds: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    chance: Mapping[str, float] | None = None,
 ) -> Path:
     """Grouped bars of the focus model's average score per task × condition, values annotated.
 
     ``overview`` is :func:`tables.task_condition_table` (tasks × conditions); ``labels`` and
-    ``colors`` default to the vocabulary's labels and :func:`condition_colors`.
+    ``colors`` default to the vocabulary's labels and :func:`condition_colors`; ``bounds``
+    (:func:`tables.task_condition_bounds`, aligned with ``overview``) draws interval bars and
+    ``chance`` (task → %) a dashed chance line on label tasks.
     """
     conditions = list(overview.columns)
     colors = colors or condition_colors(conditions)
@@ -117,7 +168,7 @@ def task_bar(
         linewidth=0.8,
         ax=axes,
     )
-    for container in axes.containers:
+    for container in list(axes.containers):
         labels = [tables.decimal1(v) if not math.isnan(v) else "" for v in container.datavalues]
         axes.bar_label(
             container,
@@ -127,7 +178,12 @@ def task_bar(
             fontweight="bold",
             color="#333333",
         )
+    if bounds is not None:
+        interval_bars(axes, conditions, *(b.reindex(index=overview.index, columns=conditions) for b in bounds))
+    chance_lines(axes, list(overview.index), chance)
     top = data["value"].max()
+    if bounds is not None and bounds[1].notna().any().any():
+        top = max(top, float(bounds[1].max().max()))
     axes.set_ylim(0, max(100.0, 0.0 if math.isnan(top) else top) * 1.08)
     axes.set_xlabel("")
     axes.set_ylabel("Average score (%) across languages")
@@ -150,11 +206,13 @@ def gap_bars(
     subtitle: str = "",
     labels: Mapping[str, str] | None = None,
     colors: Mapping[str, str] | None = None,
+    bounds: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> Path:
     """Bars of each condition's gap to Fine-Tuned per task around a zero line.
 
     ``gaps`` holds tasks × conditions in pp (:func:`tables.gaps_to_finetuned`: Distilled and
-    Control; the Dynamic λ figure passes more); ``labels`` and ``colors`` as in :func:`task_bar`.
+    Control; the Dynamic λ figure passes more); ``labels`` and ``colors`` as in :func:`task_bar`;
+    ``bounds`` (tasks × conditions, the paired bootstrap interval of each gap) draws interval bars.
     """
     colors = colors or condition_colors(list(gaps.columns))
     reference = _labelled([tables.REFERENCE_CONDITION], labels)[tables.REFERENCE_CONDITION]
@@ -175,12 +233,17 @@ def gap_bars(
         linewidth=0.8,
         ax=axes,
     )
+    if bounds is not None:
+        bounds = tuple(b.reindex(index=gaps.index, columns=gaps.columns) for b in bounds)
+        interval_bars(axes, list(gaps.columns), *bounds)
     low, high = data["value"].min(), data["value"].max()
+    if bounds is not None and bounds[0].notna().any().any():
+        low, high = min(low, float(bounds[0].min().min())), max(high, float(bounds[1].max().max()))
     low = min(0.0, 0.0 if math.isnan(low) else low)
     high = max(0.0, 0.0 if math.isnan(high) else high)
     span = max(high - low, 1.0)
     offset = 0.02 * span
-    for container in axes.containers:
+    for container in [c for c in axes.containers if isinstance(c, BarContainer)]:
         for bar, value in zip(container.patches, container.datavalues, strict=True):
             if math.isnan(value):
                 continue
@@ -435,6 +498,89 @@ def lambda_eff_lines(
     return _save(figure, path)
 
 
+def model_bars(
+    summary: pd.DataFrame,
+    path: str | PathLike,
+    labels: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+    bounds: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> Path:
+    """Grouped bars of every model's average score per condition (:func:`tables.summary_table`,
+    models × conditions), with the conservative interval bars of :func:`tables.summary_bounds`."""
+    conditions = list(summary.columns)
+    colors = colors or condition_colors(conditions)
+    names = _labelled(conditions, labels)
+    data = _long(summary.rename(columns=names), "model", "condition")
+    figure, axes = _new_figure(max(8.0, 2.6 * len(summary.index)), 5.0)
+    sns.barplot(
+        data=data,
+        x="model",
+        y="value",
+        hue="condition",
+        order=list(summary.index),
+        hue_order=[names[c] for c in conditions],
+        palette={names[c]: colors[c] for c in conditions},
+        edgecolor="white",
+        linewidth=0.8,
+        ax=axes,
+    )
+    for container in list(axes.containers):
+        texts = [tables.decimal1(v) if not math.isnan(v) else "" for v in container.datavalues]
+        axes.bar_label(container, labels=texts, padding=2, fontsize=7, fontweight="bold", color="#333333")
+    if bounds is not None:
+        interval_bars(axes, conditions, *(b.reindex(index=summary.index, columns=conditions) for b in bounds))
+    top = data["value"].max()
+    axes.set_ylim(0, max(100.0, 0.0 if math.isnan(top) else top) * 1.08)
+    axes.set_xlabel("")
+    axes.set_ylabel("Average score (%) over tasks and languages")
+    axes.set_title("Average Score per Model × Condition", fontsize=13, fontweight="bold", pad=12)
+    axes.legend(title=None, loc="upper left", frameon=True, fontsize=9)
+    sns.despine(ax=axes)
+    return _save(figure, path)
+
+
+def training_curves(
+    training: pd.DataFrame,
+    focus_model: str,
+    path: str | PathLike,
+    labels: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Path:
+    """One panel per training scope: the cross-entropy of each trained condition of
+    ``focus_model`` per step (seed 0 of replicated runs; a run shared by two conditions is
+    drawn once, under the first)."""
+    own = training[training["model"] == focus_model].dropna(subset=["ce"])
+    if "seed" in own and own["seed"].notna().any():
+        own = own[own["seed"] == own["seed"].min()]
+    scopes = list(dict.fromkeys(own["scope"]))
+    conditions = list(dict.fromkeys(own["condition"]))
+    names = _labelled(conditions, labels)
+    colors = colors or condition_colors(conditions)
+    columns = min(len(scopes), 3)
+    rows = math.ceil(len(scopes) / columns)
+    figure, panels = _new_grid(rows, columns, 0.6 + 4.0 * columns, 0.9 + 3.0 * rows)
+    flat = [axes for row in panels for axes in row]
+    for axes, scope in zip(flat, scopes, strict=False):
+        part = own[own["scope"] == scope]
+        for condition in conditions:
+            line = part[part["condition"] == condition].groupby("step")["ce"].mean()
+            if not line.empty:
+                axes.plot(line.index, line.values, color=colors.get(condition), linewidth=1.4, label=names[condition])
+        title = "Multitask (all tasks)" if scope == tables.MULTITASK_SCOPE else task_title(scope)
+        axes.set_title(title, fontsize=10, fontweight="bold")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel("step")
+        axes.set_ylabel("cross-entropy (nats/token)")
+        sns.despine(ax=axes)
+    for axes in flat[len(scopes) :]:
+        axes.set_visible(False)
+    handles, texts = flat[0].get_legend_handles_labels()
+    figure.legend(handles, texts, loc="lower center", ncol=min(len(texts), 5), frameon=False, fontsize=9)
+    figure.suptitle(f"{focus_model} — training cross-entropy per step", fontsize=12, fontweight="bold")
+    figure.tight_layout(rect=(0, 0.08, 1, 0.95))
+    return _save(figure, path)
+
+
 def figure_names(heatmap_condition: str) -> dict[str, str]:
     """File name of each figure the report may show, keyed by its role."""
     return {
@@ -444,16 +590,19 @@ def figure_names(heatmap_condition: str) -> dict[str, str]:
         "lambda_sweep": "lambda_sweep.png",
         "lambda_eff": "lambda_eff.png",
         "dynamic_gap": "dynamic_gap.png",
+        "models": "models.png",
+        "training": "training_curves.png",
     }
 
 
-def figure_files(conditions: pd.DataFrame | None, heatmap_condition: str | None = None) -> list[str]:
+def figure_files(conditions: pd.DataFrame | None, heatmap_condition: str | None = None, models: int = 1) -> list[str]:
     """File names a render writes for the grid of the ``conditions`` table, once all its cells have results.
 
     Only the ``condition`` and ``role`` columns are read, so no result file is needed.
     ``gap.png`` needs Fine-Tuned and Distilled or Control, ``lambda_sweep.png`` a sweep,
     ``lambda_eff.png`` a dynamic condition, ``dynamic_gap.png`` a dynamic condition and
-    Fine-Tuned. ``heatmap_condition`` defaults as in the report (Distilled, else the last
+    Fine-Tuned, ``training_curves.png`` a trained condition, ``models.png`` more than one of
+    ``models`` (the grid's model count). ``heatmap_condition`` defaults as in the report (Distilled, else the last
     condition that is not a sweep member). Without a conditions table the grid is unknown:
     the names are those of the report without the new inputs (``gap.png`` included), and
     ``heatmap_condition`` is required.
@@ -476,17 +625,58 @@ def figure_files(conditions: pd.DataFrame | None, heatmap_condition: str | None 
         "lambda_sweep": "sweep" in roles,
         "lambda_eff": "dynamic" in roles,
         "dynamic_gap": "dynamic" in roles and has_reference,
+        "models": models > 1,
+        "training": bool(roles - {"infer"}),
     }
     return [names[role] for role, wanted_here in wanted.items() if wanted_here]
 
 
-def _gap_figure(overview: pd.DataFrame, path: Path, focus_model: str, grid: dict) -> Path | None:
+def gap_bounds(paired: pd.DataFrame | None, focus_model: str, gaps: pd.DataFrame) -> tuple | None:
+    """Tasks × conditions low and high bounds of each gap's paired bootstrap interval (the
+    task-average test against Fine-Tuned in ``paired.csv``), aligned with ``gaps``."""
+    if paired is None:
+        return None
+    tests = tables.paired_lookup(paired, focus_model)
+    bounds = []
+    for column in ("ci_low", "ci_high"):
+        frame = pd.DataFrame(math.nan, index=gaps.index, columns=gaps.columns)
+        for task in gaps.index:
+            for condition in gaps.columns:
+                test = tests.get((task, condition, tables.REFERENCE_CONDITION))
+                if test is not None:
+                    frame.loc[task, condition] = test[column]
+        bounds.append(frame)
+    return tuple(bounds)
+
+
+def _gap_figure(
+    overview: pd.DataFrame, path: Path, focus_model: str, grid: dict, paired: pd.DataFrame | None = None
+) -> Path | None:
     """``gap.png`` when the focus model has a Distilled or Control gap to Fine-Tuned in some task."""
     gaps = tables.gaps_to_finetuned(overview)
     if not gaps.notna().any().any():
         return None
     subtitle = gap_subtitle(tables.ordering_counts(overview))
-    return gap_bars(gaps, focus_model, path, subtitle, grid["labels"], grid["colors"])
+    bounds = gap_bounds(paired, focus_model, gaps)
+    return gap_bars(gaps, focus_model, path, subtitle, grid["labels"], grid["colors"], bounds)
+
+
+def _models_figure(cells: pd.DataFrame, path: Path, grid: dict) -> Path | None:
+    """``models.png`` when the cells hold more than one model."""
+    models = tables.model_order(cells)
+    if len(models) < 2:
+        return None
+    conditions = tables.task_bar_conditions(grid["shown"], grid["conditions"])
+    summary = tables.summary_table(cells, models, conditions)
+    bounds = tables.summary_bounds(cells, models, conditions)
+    return model_bars(summary, path, grid["labels"], grid["colors"], bounds)
+
+
+def _training_figure(training: pd.DataFrame | None, path: Path, focus_model: str, grid: dict) -> Path | None:
+    """``training_curves.png`` when the training log has steps of the focus model."""
+    if training is None or "ce" not in training or training[training["model"] == focus_model]["ce"].isna().all():
+        return None
+    return training_curves(training, focus_model, path, grid["labels"], grid["colors"])
 
 
 def _sweep_figure(
@@ -545,8 +735,12 @@ def write_figures(
     conditions: pd.DataFrame | None = None,
     selection: pd.DataFrame | None = None,
     training: pd.DataFrame | None = None,
+    paired: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Draw the report's figures for the focus model into ``figures_dir`` and return their paths.
+
+    Bars carry 95 % interval bars (task bars: :func:`tables.task_condition_bounds`; gaps: the
+    paired tests of ``paired``, when given) and label tasks a chance line.
 
     ``gap.png`` is skipped (no file) when the focus model has no gap to Fine-Tuned at all
     (Fine-Tuned absent, both Distilled and Control absent, or no task with both values).
@@ -567,9 +761,11 @@ def write_figures(
     overview = tables.task_condition_table(cells, focus_model, conditions=shown)
     bars = overview[tables.task_bar_conditions(shown, conditions)]
     path = {role: figures_dir / name for role, name in names.items()}
+    bounds = tables.task_condition_bounds(cells, focus_model, list(bars.index), list(bars.columns))
+    chance = tables.chance_levels(list(bars.index))
     drawn = {
-        "task_bar": task_bar(bars, focus_model, path["task_bar"], grid["labels"], grid["colors"]),
-        "gap": _gap_figure(overview, path["gap"], focus_model, grid),
+        "task_bar": task_bar(bars, focus_model, path["task_bar"], grid["labels"], grid["colors"], bounds, chance),
+        "gap": _gap_figure(overview, path["gap"], focus_model, grid, paired),
         "heatmap": heatmap(
             task_language_grid(cells, focus_model, heatmap_condition),
             focus_model,
@@ -580,6 +776,8 @@ def write_figures(
         "lambda_sweep": _sweep_figure(cells, overview, path["lambda_sweep"], focus_model, grid),
         "dynamic_gap": _dynamic_gap_figure(overview, path["dynamic_gap"], focus_model, grid),
         "lambda_eff": _lambda_eff_figure(training, list(overview.index), path["lambda_eff"], focus_model, grid),
+        "models": _models_figure(cells, path["models"], grid),
+        "training": _training_figure(training, path["training"], focus_model, grid),
     }
     for role, drawn_path in drawn.items():
         if drawn_path is None:

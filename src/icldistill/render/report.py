@@ -805,7 +805,7 @@ def render_report(
     focus_model, heatmap_condition = resolve_choices(cells, focus_model, heatmap_condition, conditions)
     out_dir = Path(out_dir)
     written = figures.write_figures(
-        cells, out_dir / FIGURES_DIR, focus_model, heatmap_condition, conditions, selection, training
+        cells, out_dir / FIGURES_DIR, focus_model, heatmap_condition, conditions, selection, training, paired
     )
     names = figures.figure_names(heatmap_condition)
     written_names = {path.name for path in written}

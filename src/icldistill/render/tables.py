@@ -643,6 +643,61 @@ def task_languages(cells: pd.DataFrame, task: str) -> list[str]:
     return language_order(cells[cells["task"] == task])
 
 
+def task_condition_bounds(
+    cells: pd.DataFrame,
+    model: str,
+    tasks: Sequence[str] | None = None,
+    conditions: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Task × condition means over languages of one model's primary-metric ``ci_low`` and
+    ``ci_high``, aligned with :func:`task_condition_table`: the error bars of the task bars.
+    Averaging the bounds is the interval of the average when the languages' errors are perfectly
+    correlated (XTREME's test sets are translations of each other), and wider otherwise: it
+    never overstates precision."""
+    tasks = task_order(cells) if tasks is None else list(tasks)
+    conditions = condition_order(cells) if conditions is None else list(conditions)
+    own = primary_cells(cells)
+    own = own[(own["model"] == model) & own["value"].notna()]
+    grouped = own.groupby(["task", "condition"])
+    return tuple(
+        grouped[column].mean().unstack().reindex(index=tasks, columns=conditions).astype(float)
+        for column in ("ci_low", "ci_high")
+    )
+
+
+def summary_bounds(
+    cells: pd.DataFrame,
+    models: Sequence[str] | None = None,
+    conditions: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Model × condition means of the primary-metric ``ci_low`` and ``ci_high`` over the cells
+    :func:`summary_table` averages (as :func:`task_condition_bounds`, the conservative bounds)."""
+    models = model_order(cells) if models is None else list(models)
+    conditions = condition_order(cells) if conditions is None else list(conditions)
+    own = primary_cells(cells)
+    grouped = own[own["value"].notna()].groupby(["model", "condition"])
+    return tuple(
+        grouped[column].mean().unstack().reindex(index=models, columns=conditions).astype(float)
+        for column in ("ci_low", "ci_high")
+    )
+
+
+def chance_levels(tasks: Sequence[str]) -> dict[str, float]:
+    """Chance accuracy (%) of each label task (uniform over its label words); tasks without a
+    fixed label set (spans, tag sequences) have none."""
+    from icldistill.tasks import get_task
+
+    levels = {}
+    for task in tasks:
+        try:
+            choices = get_task(task).choices()
+        except (KeyError, ValueError):
+            continue
+        if choices:
+            levels[task] = 100.0 / len(choices)
+    return levels
+
+
 def task_average(cells: pd.DataFrame, model: str, task: str, condition: str) -> float:
     """A model's primary-metric average of one task and condition over the languages with a value."""
     metric = primary_metric(cells, task)
