@@ -8,7 +8,7 @@
   that an edited data file reruns exactly the jobs that read it and a ``touch`` reruns nothing,
   that replacing a file of the local model folder reruns that model's jobs, and that a folder
   output failing its manifest (truncated adapter, no manifest, broken manifest, a file changed
-  in place) is moved aside and rebuilt, never used.
+  in place) is rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -222,15 +222,18 @@ def test_a_same_size_edit_is_caught_cheaply_and_unrecorded_damage_by_hash(tmp_pa
         fingerprint.verify_manifest(folder)
 
 
-def test_a_reading_job_moves_a_failing_folder_aside_and_names_the_file(tmp_path):
+def test_a_reading_job_names_the_file_and_marks_the_folder_out_of_date(tmp_path):
     folder = manifest_folder(tmp_path)
+    (folder / ".snakemake_timestamp").write_bytes(b"")
     rot(folder, "adapter_model.safetensors")
-    with pytest.raises(fingerprint.ManifestError, match=r"adapter_model\.safetensors.*adapter\.invalid"):
+    with pytest.raises(fingerprint.ManifestError, match=r"adapter_model\.safetensors: SHA-256 .* out of date"):
         fingerprint.verify_input_folders([folder])
-    assert not folder.exists() and (tmp_path / "adapter.invalid" / "adapter_model.safetensors").is_file()
+    # dated to 1970 (the folder, and the timestamp Snakemake reads instead when there is one)
+    assert folder.stat().st_mtime == 1 and (folder / ".snakemake_timestamp").stat().st_mtime == 1
+    assert (folder / "adapter_model.safetensors").read_bytes() == FOLDER["adapter_model.safetensors"]
 
 
-def test_failing_folders_of_the_grid_are_set_aside_with_a_message(tmp_path, monkeypatch):
+def test_failing_folders_of_the_grid_are_marked_out_of_date_with_a_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for model, task, condition in [("tiny", "nli", "base"), ("tiny", "ner", "base"), ("other", "nli", "base")]:
         with staged_dir(f"results/{model}/{task}/{condition}/predictions") as out:
@@ -241,16 +244,17 @@ def test_failing_folders_of_the_grid_are_set_aside_with_a_message(tmp_path, monk
     found = fingerprint.pattern_folders(pattern, {"model": ["tiny"], "task": ["nli", "ner"]})
     assert found == [Path("results/tiny/ner/base/predictions"), Path("results/tiny/nli/base/predictions")]
     said = []
-    moved = fingerprint.set_aside_failing(found, said.append)
-    assert moved == [
+    marked = fingerprint.mark_failing_outdated(found, said.append)
+    assert marked == [
         (Path("results/tiny/nli/base/predictions"), "no MANIFEST.json (unfinished, or written by an older version)")
     ]
     assert said == [
         "results/tiny/nli/base/predictions fails its manifest: no MANIFEST.json (unfinished, or written by an "
-        "older version); moved to results/tiny/nli/base/predictions.invalid, so the job that writes it runs again"
+        "older version); marked out of date, so the job that writes it runs again"
     ]
-    assert Path("results/tiny/ner/base/predictions/en.jsonl").is_file()
-    assert Path("results/other/nli/base/predictions/en.jsonl").is_file()  # not this grid's: left alone
+    assert Path("results/tiny/nli/base/predictions").stat().st_mtime == 1
+    assert Path("results/tiny/ner/base/predictions").stat().st_mtime > 1
+    assert Path("results/other/nli/base/predictions").stat().st_mtime > 1  # not this grid's: left alone
 
 
 # -- the workflow: what a dry run plans after a change --------------------------------------------
@@ -281,7 +285,10 @@ def planned_outputs(workdir: Path, rule: str) -> list[str]:
     return sorted(b.split("output: ")[1].split(",")[0].split("\n")[0] for b in blocks if b.startswith(f"{rule}:"))
 
 
-REPORT = {"collect_cells": 1, "render_results": 1, "all": 1}
+def jobs(**counts: int) -> dict[str, int]:
+    """A dry run's job counts: ``counts``, then the tables, the report and ``all``, and the total."""
+    counts |= {"collect_cells": 1, "render_results": 1, "all": 1}
+    return counts | {"total": sum(counts.values())}
 
 
 @pytest.fixture(scope="module")
@@ -351,9 +358,7 @@ def test_an_edited_german_test_file_reruns_only_that_splits_jobs(finished):
     # its split; NLI's 0-shot prompts (every language's in one job), NLI's three evaluations and
     # their six cells; the tables, the run record (it holds the data hash) and the report
     assert splits == ["results/data/nli/test.de.jsonl"]
-    assert counts == {"prepare_split": 1, "build_prompts": 1, "infer": 3, "score_cell": 6, "run_record": 1} | REPORT | {
-        "total": 15
-    }
+    assert counts == jobs(prepare_split=1, build_prompts=1, infer=3, score_cell=6, run_record=1)
     assert planned(finished) == {}  # the original bytes back: nothing to do
 
 
@@ -367,16 +372,16 @@ def test_an_edited_english_train_file_reruns_that_tasks_training(finished):
         counts = planned(finished)
     # NLI's English train split, its demonstrations and training rows, its teacher cache, its
     # two training runs and their evaluations; nothing of NER, no Base job
-    assert counts == {
-        "prepare_split": 1,
-        "draw_demonstrations": 1,
-        "select_training_rows": 1,
-        "teacher_cache": 1,
-        "train": 2,
-        "infer": 2,
-        "score_cell": 4,
-        "run_record": 1,
-    } | REPORT | {"total": 16}
+    assert counts == jobs(
+        prepare_split=1,
+        draw_demonstrations=1,
+        select_training_rows=1,
+        teacher_cache=1,
+        train=2,
+        infer=2,
+        score_cell=4,
+        run_record=1,
+    )
     assert planned(finished) == {}
 
 
@@ -388,9 +393,7 @@ def test_replacing_a_file_of_the_local_model_folder_reruns_that_models_jobs(fini
     with edited(weights, (other / "model.safetensors").read_bytes()):
         counts = planned(finished)
     # every job that loads the model or its tokenizer, and what follows; no data job
-    assert counts == {"build_prompts": 2, "teacher_cache": 2, "train": 4, "infer": 6, "score_cell": 12} | REPORT | {
-        "total": 29
-    }
+    assert counts == jobs(build_prompts=2, teacher_cache=2, train=4, infer=6, score_cell=12)
     assert planned(finished) == {}
 
 
@@ -402,8 +405,8 @@ def test_a_truncated_adapter_is_retrained_not_used(copy_of):
     weights.write_bytes(full[: len(full) // 2])
     dry = snakemake(copy_of, "-n", "--cores", "1")
     assert f"adapter_model.safetensors has {len(full) // 2} bytes, its manifest says {len(full)}" in dry.stderr
-    assert (adapter.parent / "adapter.invalid").is_dir() and not adapter.exists()
-    assert planned(copy_of) == {"train": 1, "infer": 1, "score_cell": 2} | REPORT | {"total": 7}
+    assert adapter.stat().st_mtime == 1  # dated to 1970: older than what it is made from
+    assert planned(copy_of) == jobs(train=1, infer=1, score_cell=2)
     snakemake(copy_of, "--cores", "2")
     assert weights.stat().st_size == len(full)
     fingerprint.verify_manifest(adapter)
@@ -413,13 +416,13 @@ def test_a_truncated_adapter_is_retrained_not_used(copy_of):
 @pytest.mark.slow
 def test_a_folder_without_or_with_a_broken_manifest_reruns(copy_of, tmp_path):
     (copy_of / "results" / "tiny" / "ner" / "base" / "predictions" / "MANIFEST.json").unlink()
-    assert planned(copy_of) == {"infer": 1, "score_cell": 2} | REPORT | {"total": 5}
+    assert planned(copy_of) == jobs(infer=1, score_cell=2)
     assert planned_outputs(copy_of, "infer") == ["results/tiny/ner/base/predictions"]
     # a broken manifest in a prompts folder: the prompts, and every evaluation that reads them
     (copy_of / "results" / "tiny" / "nli" / "prompts" / "0shot" / "MANIFEST.json").write_text("{")
     counts = planned(copy_of)
-    assert counts == {"build_prompts": 1, "infer": 4, "score_cell": 8} | REPORT | {"total": 14}
-    assert (copy_of / "results" / "tiny" / "nli" / "prompts" / "0shot.invalid").is_dir()
+    assert counts == jobs(build_prompts=1, infer=4, score_cell=8)
+    assert (copy_of / "results" / "tiny" / "nli" / "prompts" / "0shot").stat().st_mtime == 1
 
 
 @pytest.mark.slow
@@ -432,7 +435,7 @@ def test_a_same_size_edit_with_its_mtime_put_back_is_seen_before_the_run(copy_of
     assert path.stat().st_size == stat.st_size
     dry = snakemake(copy_of, "-n", "--cores", "1")
     assert "de.jsonl changed after the manifest was written (SHA-256 differs)" in dry.stderr
-    assert planned(copy_of) == {"infer": 1, "score_cell": 2} | REPORT | {"total": 5}
+    assert planned(copy_of) == jobs(infer=1, score_cell=2)
 
 
 @pytest.mark.slow
@@ -445,9 +448,9 @@ def test_damage_no_check_before_the_run_sees_fails_the_reader_naming_the_file(co
     assert failed.returncode != 0
     log = (copy_of / "results" / "logs" / "score_cell" / "tiny.nli.base.de.log").read_text()
     assert "results/tiny/nli/base/predictions/de.jsonl: SHA-256" in log
-    assert "moved to results/tiny/nli/base/predictions.invalid" in log
+    assert "results/tiny/nli/base/predictions is marked out of date" in log
     # not used: the next run writes the predictions again and scores them
-    assert planned(copy_of) == {"infer": 1, "score_cell": 2} | REPORT | {"total": 5}
+    assert planned(copy_of) == jobs(infer=1, score_cell=2)
 
 
 @pytest.mark.slow

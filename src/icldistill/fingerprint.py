@@ -14,8 +14,8 @@ exactly what depends on it:
   ``MANIFEST.json`` (relative path → size, SHA-256) written as the folder's last file
   (:func:`write_manifest`). Before the DAG is built, :func:`manifest_problem` checks each
   existing folder cheaply (manifest present, each file present with its size, a file changed
-  after the manifest re-hashed) and :func:`set_aside` moves a failing one out of the way, so
-  Snakemake sees the output missing and reruns the job that makes it; a job reading a folder
+  after the manifest re-hashed) and :func:`mark_outdated` dates a failing one to 1970, so
+  Snakemake reruns the job that makes it and everything after it; a job reading a folder
   calls :func:`verify_manifest`, which compares every hash and names the file that differs.
 
 The package never imports Snakemake: the workflow calls these functions with paths.
@@ -28,7 +28,6 @@ import importlib.metadata
 import json
 import os
 import re
-import shutil
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -40,8 +39,8 @@ MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = 1
 #: Files Snakemake itself may add to a folder output (``--touch``): never in a manifest.
 IGNORED = frozenset({MANIFEST, ".snakemake_timestamp"})
-#: Suffix of a folder output moved aside because it failed its manifest.
-INVALID_SUFFIX = ".invalid"
+#: The mtime (seconds since the epoch) a folder output gets when it fails its manifest.
+OUTDATED_MTIME = 1
 
 CHUNK = 1 << 20
 
@@ -281,26 +280,32 @@ def verify_manifest(folder: str | Path) -> None:
 
 def verify_input_folders(folders: Iterable[str | Path]) -> None:
     """:func:`verify_manifest` for each folder a job is about to read. A folder that fails is
-    moved aside (:func:`set_aside`) before the error is raised: it is derived data, and
-    without it the job that writes it runs again next time (kept, it would pass the cheap
-    size check and fail every run the same way)."""
+    marked out of date (:func:`mark_outdated`) before the error is raised, so the next run
+    writes it again (left as it was, it would pass the cheap check before every run and fail
+    its readers every time)."""
     for folder in folders:
         try:
             verify_manifest(folder)
         except ManifestError as err:
-            target = set_aside(folder) if Path(folder).is_dir() else None
-            moved = f"; moved to {target}, the next run writes it again" if target else ""
-            raise ManifestError(f"{err}{moved}") from None
+            if not Path(folder).is_dir():
+                raise
+            mark_outdated(folder)
+            raise ManifestError(f"{err}; {folder} is marked out of date, the next run writes it again") from None
 
 
-def set_aside(folder: str | Path) -> Path:
-    """Move ``folder`` to ``<folder>.invalid`` (replacing an older one) and return the new path:
-    kept for inspection, out of the way of the job that writes the folder again."""
+def mark_outdated(folder: str | Path) -> None:
+    """Date a folder output to :data:`OUTDATED_MTIME` (1970), the folder and Snakemake's
+    ``.snakemake_timestamp`` in it (which Snakemake reads instead when present).
+
+    Older than any input or script, the output makes Snakemake rerun the job that writes it,
+    and so every job after it. Moving or removing the folder would not: Snakemake 9 does not
+    rerun a job for a missing output as long as the outputs that depend on it are present and
+    up to date (what lets intermediate files be deleted). The folder stays where it is, for
+    inspection, until that job replaces it; readers meanwhile refuse it by its hashes."""
     folder = Path(folder)
-    target = folder.with_name(folder.name + INVALID_SUFFIX)
-    shutil.rmtree(target, ignore_errors=True)
-    folder.replace(target)
-    return target
+    for path in (folder / ".snakemake_timestamp", folder):
+        if path.exists():
+            os.utime(path, (OUTDATED_MTIME, OUTDATED_MTIME), follow_symlinks=False)
 
 
 def pattern_folders(pattern: str, names: Mapping[str, Iterable[str]]) -> list[Path]:
@@ -329,17 +334,17 @@ def pattern_folders(pattern: str, names: Mapping[str, Iterable[str]]) -> list[Pa
     return found
 
 
-def set_aside_failing(folders: Iterable[str | Path], say=None) -> list[tuple[Path, str]]:
-    """Check each existing folder output with :func:`manifest_problem`; move each one that
-    fails aside (:func:`set_aside`) saying so (``say``, default stderr). Returns the
-    ``(folder, reason)`` pairs moved."""
+def mark_failing_outdated(folders: Iterable[str | Path], say=None) -> list[tuple[Path, str]]:
+    """Check each existing folder output with :func:`manifest_problem`; mark each one that
+    fails out of date (:func:`mark_outdated`), saying so (``say``, default stderr). Returns
+    the ``(folder, reason)`` pairs marked."""
     say = say or (lambda line: print(line, file=sys.stderr))
-    moved = []
+    marked = []
     for folder in folders:
         reason = manifest_problem(folder)
         if reason is None:
             continue
-        target = set_aside(folder)
-        say(f"{folder} fails its manifest: {reason}; moved to {target}, so the job that writes it runs again")
-        moved.append((Path(folder), reason))
-    return moved
+        mark_outdated(folder)
+        say(f"{folder} fails its manifest: {reason}; marked out of date, so the job that writes it runs again")
+        marked.append((Path(folder), reason))
+    return marked

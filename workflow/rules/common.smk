@@ -155,10 +155,10 @@ def model_fingerprint(wildcards):
 
 # Folder outputs (directory(...)) carry a manifest written last (icldistill.fingerprint). Each
 # existing one of this grid that fails it (no manifest, a file missing or of another size, or
-# written after the manifest with other content) is moved aside to <folder>.invalid before the DAG is
-# built, so Snakemake sees it missing and reruns the job that writes it, and its dependents.
-# Only in the process that plans the run (not in cluster jobs re-reading the Snakefile); a
-# dry run moves them too, so that it shows the reruns.
+# written after the manifest with other content) is dated to 1970 before the DAG is built, so
+# Snakemake reruns the job that writes it and its dependents (a moved or removed folder would
+# not rerun while what depends on it is up to date). Only in the process that plans the run (not
+# in cluster jobs re-reading the Snakefile); a dry run marks them too, so that it shows the reruns.
 GRID_NAMES = {
     "model": MODELS,
     "task": TASKS,
@@ -174,7 +174,7 @@ FOLDER_OUTPUTS = {
     SELECT_PREDICTIONS_DIR: GRID_NAMES,
 }
 if workflow.is_main_process:
-    fingerprint.set_aside_failing(
+    fingerprint.mark_failing_outdated(
         folder
         for pattern, names in FOLDER_OUTPUTS.items()
         for folder in fingerprint.pattern_folders(pattern, names)
