@@ -495,7 +495,7 @@ def interrupted(tiny_model_dir, tmp_path_factory):
         ids = [r["id"] for r in data.read_jsonl(b / "results" / "data" / task / "test.en.jsonl")]
         _write_jsonl(predictions / "en.jsonl", [{"id": i, "output": "half-written"} for i in ids])
         # with a manifest, so that the workflow's own check passes it and Snakemake's is tested
-        # (a folder without one is moved aside and rerun: tests/test_faults_invalidation.py)
+        # (a folder without one is dated to 1970 and rerun: tests/test_faults_invalidation.py)
         fingerprint.write_manifest(predictions)
         seen["partial"] = str(predictions.relative_to(b))
         seen["rerun_incomplete"] = _snakemake(b, "--cores", "1")
