@@ -124,8 +124,10 @@ def test_grid_writes_cells_results_and_figures(finished_run):
 
 def test_prompts_predictions_and_metrics_are_per_language(finished_run):
     base = finished_run / "results" / "tiny"
+    # one file per language, and the folder's manifest (written last)
     assert sorted(p.name for p in (base / "pa" / "prompts" / "2shot").glob("*.json")) == [
-        f"{lang}.json" for lang in sorted(["en", "es", "de", "fr", "zh"])
+        "MANIFEST.json",
+        *(f"{lang}.json" for lang in sorted(["en", "es", "de", "fr", "zh"])),
     ]
     assert sorted(p.name for p in (base / "qa" / "base" / "predictions").glob("*.jsonl")) == [
         f"{lang}.jsonl" for lang in sorted(["en", "hi", "es", "de", "zh"])

@@ -166,9 +166,9 @@ def test_metrics_record_and_cells_carry_think_blocks_and_parse_failure_rate(tmp_
     averaged = mean_over_seeds([thinking, plain], [0, 1], "mean", mean)
     assert averaged["parse_failures"] == 1.0 and averaged["extra"] == {"think_blocks": 1.0}
     cells = collect_cells([thinking, plain, mean], resamples=20)
-    # the rate is appended after the columns cells.csv had before it
+    # the rate, then the over-long input count, are appended after the columns cells.csv had before
     assert list(cells.columns) == [
         *("model", "task", "condition", "language", "metric", "value", "n", "parse_failures", "model_id"),
-        *("ci_low", "ci_high", "seeds", "seed_sd", "parse_failure_rate"),
+        *("ci_low", "ci_high", "seeds", "seed_sd", "parse_failure_rate", "over_length"),
     ]
     assert cells.set_index("condition")["parse_failure_rate"].to_dict() == {"thinking": 0.5, "plain": 0.0, "mean": 0.25}

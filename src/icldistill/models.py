@@ -114,10 +114,15 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
 
 def model_context_length(path: str | Path, trust_remote_code: bool = False) -> int | None:
     """The tokens a model reads at most: ``max_position_embeddings`` of its config (of its text
-    config for multimodal ones), None when the config has none."""
+    config for multimodal ones); None, with a warning, when there is no readable config (a
+    tokenizer-only folder) or it has no such key: prompts are then not fitted."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        log.warning("%s: no model config to read the context length from (%s); prompts are not fitted", path, err)
+        return None
     config = getattr(config, "text_config", None) or config
     return getattr(config, "max_position_embeddings", None)
 
