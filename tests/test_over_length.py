@@ -69,7 +69,7 @@ def test_a_long_qa_prompt_is_cut_to_fit_and_keeps_its_question(tiny_model_dir):
 @pytest.mark.e2e
 def test_cut_inputs_are_counted_in_cells_and_the_report(tiny_model_dir, tmp_path):
     config = small_grid_config(tiny_model_dir, 3, {"qa": 6})
-    config["models"]["tiny"]["context_length"] = 64
+    config["models"]["tiny"]["context_length"] = 160  # prompts of 200-240 tokens; instruction + question ~100
     config |= {"tasks": ["qa"], "languages": ["en", "de"]}
     config["conditions"] = {"base": config["conditions"]["base"]}
     write_config(tmp_path, config)
