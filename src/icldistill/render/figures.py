@@ -134,6 +134,47 @@ def chance_lines(axes, tasks: Sequence[str], chance: Mapping[str, float] | None)
         drawn = True
 
 
+def grouped_bars(
+    axes,
+    table: pd.DataFrame,
+    x_name: str,
+    labels: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+    bounds: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> None:
+    """Rows × conditions ``table`` as grouped bars on ``axes`` (one group per row, one bar per
+    condition column), each value annotated, with ``bounds`` (aligned by position with
+    ``table``) as interval bars, and the y axis from 0 to at least 100."""
+    conditions = list(table.columns)
+    colors = colors or condition_colors(conditions)
+    names = _labelled(conditions, labels)
+    data = _long(table.rename(columns=names), x_name, "condition")
+    sns.barplot(
+        data=data,
+        x=x_name,
+        y="value",
+        hue="condition",
+        order=list(table.index),
+        hue_order=[names[c] for c in conditions],
+        palette={names[c]: colors[c] for c in conditions},
+        edgecolor="white",
+        linewidth=0.8,
+        ax=axes,
+    )
+    for container in list(axes.containers):
+        texts = [tables.decimal1(v) if not math.isnan(v) else "" for v in container.datavalues]
+        axes.bar_label(container, labels=texts, padding=2, fontsize=7, fontweight="bold", color="#333333")
+    top = data["value"].max()
+    if bounds is not None:
+        low, high = (b.reindex(columns=conditions).set_axis(table.index, axis=0) for b in bounds)
+        interval_bars(axes, conditions, low, high)
+        if high.notna().any().any():
+            top = max(top, float(high.max().max()))
+    axes.set_ylim(0, max(100.0, 0.0 if math.isnan(top) else top) * 1.08)
+    axes.set_xlabel("")
+    axes.legend(title=None, loc="upper left", frameon=True, fontsize=9)
+
+
 def task_bar(
     overview: pd.DataFrame,
     focus_model: str,
@@ -150,42 +191,9 @@ def task_bar(
     (:func:`tables.task_condition_bounds`, aligned with ``overview``) draws interval bars and
     ``chance`` (task → %) a dashed chance line on label tasks.
     """
-    conditions = list(overview.columns)
-    colors = colors or condition_colors(conditions)
-    names = _labelled(conditions, labels)
-    labelled = overview.rename(index=task_title, columns=names)
-    data = _long(labelled, "task", "condition")
     figure, axes = _new_figure(max(8.0, 2.4 * len(overview.index)), 5.2)
-    sns.barplot(
-        data=data,
-        x="task",
-        y="value",
-        hue="condition",
-        order=list(labelled.index),
-        hue_order=list(labelled.columns),
-        palette={names[c]: colors[c] for c in conditions},
-        edgecolor="white",
-        linewidth=0.8,
-        ax=axes,
-    )
-    for container in list(axes.containers):
-        labels = [tables.decimal1(v) if not math.isnan(v) else "" for v in container.datavalues]
-        axes.bar_label(
-            container,
-            labels=labels,
-            padding=2,
-            fontsize=7,
-            fontweight="bold",
-            color="#333333",
-        )
-    if bounds is not None:
-        interval_bars(axes, conditions, *(b.reindex(index=overview.index, columns=conditions) for b in bounds))
+    grouped_bars(axes, overview.rename(index=task_title), "task", labels, colors, bounds)
     chance_lines(axes, list(overview.index), chance)
-    top = data["value"].max()
-    if bounds is not None and bounds[1].notna().any().any():
-        top = max(top, float(bounds[1].max().max()))
-    axes.set_ylim(0, max(100.0, 0.0 if math.isnan(top) else top) * 1.08)
-    axes.set_xlabel("")
     axes.set_ylabel("Average score (%) across languages")
     axes.set_title(
         f"{focus_model} — Average Score per Task × Condition",
@@ -507,34 +515,10 @@ def model_bars(
 ) -> Path:
     """Grouped bars of every model's average score per condition (:func:`tables.summary_table`,
     models × conditions), with the conservative interval bars of :func:`tables.summary_bounds`."""
-    conditions = list(summary.columns)
-    colors = colors or condition_colors(conditions)
-    names = _labelled(conditions, labels)
-    data = _long(summary.rename(columns=names), "model", "condition")
     figure, axes = _new_figure(max(8.0, 2.6 * len(summary.index)), 5.0)
-    sns.barplot(
-        data=data,
-        x="model",
-        y="value",
-        hue="condition",
-        order=list(summary.index),
-        hue_order=[names[c] for c in conditions],
-        palette={names[c]: colors[c] for c in conditions},
-        edgecolor="white",
-        linewidth=0.8,
-        ax=axes,
-    )
-    for container in list(axes.containers):
-        texts = [tables.decimal1(v) if not math.isnan(v) else "" for v in container.datavalues]
-        axes.bar_label(container, labels=texts, padding=2, fontsize=7, fontweight="bold", color="#333333")
-    if bounds is not None:
-        interval_bars(axes, conditions, *(b.reindex(index=summary.index, columns=conditions) for b in bounds))
-    top = data["value"].max()
-    axes.set_ylim(0, max(100.0, 0.0 if math.isnan(top) else top) * 1.08)
-    axes.set_xlabel("")
+    grouped_bars(axes, summary, "model", labels, colors, bounds)
     axes.set_ylabel("Average score (%) over tasks and languages")
     axes.set_title("Average Score per Model × Condition", fontsize=13, fontweight="bold", pad=12)
-    axes.legend(title=None, loc="upper left", frameon=True, fontsize=9)
     sns.despine(ax=axes)
     return _save(figure, path)
 
