@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .runrecord import combined_hash, sha256_file
+from .fingerprint import combined_hash, sha256_file
 
 
 class StaleCellError(ValueError):

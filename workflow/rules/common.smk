@@ -334,7 +334,7 @@ def inference_settings(wildcards):
     if settings["backend"] == "hf":
         settings["batch_size"] = gen.get("batch_size", 16)
     return settings | {
-        "max_new_tokens": (gen.get("max_new_tokens") or {}).get(wildcards.task),
+        "max_new_tokens": answer_budget(wildcards),
         "stop": (gen.get("stop") or {}).get(wildcards.task, []),
         "scoring": (config.get("scoring") or {}).get(wildcards.task, "generate"),
     }
