@@ -335,3 +335,85 @@ def test_seeds_do_not_share_data_orders():
         [i for _, b in batch_plan(tasks, TrainSettings(max_steps=6, batch_size=4, seed=s)) for i in b] for s in (0, 1)
     ]
     assert plans[0][8:16] != plans[1][:8] and plans[0] != plans[1]
+
+
+# -- the answer head ---------------------------------------------------------------------------
+def _padded_batch():
+    from icldistill.train.examples import TrainExample
+
+    examples = [TrainExample("a", [5, 6, 7, 8, 9, 10], [11, 12]), TrainExample("b", [5, 6], [13, 14, 15])]
+    return collate(examples, pad_id=0)
+
+
+def test_answer_head_picks_the_answer_logits_of_each_row_from_the_model_forward(tiny_model_dir):
+    """The gathered path equals the model's own full forward at each (row, position) of a padded
+    batch (row b's answer sits where row a still has prompt), and its gradient equals the
+    forward's: the head is a reindexing, not another model."""
+    from transformers import AutoModelForCausalLM
+
+    from icldistill.train.trainer import AnswerHead
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model.eval()
+    head = AnswerHead(model)
+    head.check(torch.device("cpu"))
+    assert head.gathered
+    batch = _padded_batch()
+    full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = full[batch["rows"], batch["positions"]]
+    ours = head(batch, torch.device("cpu"))
+    assert ours.shape == (5, model.config.vocab_size)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+    weight = model.get_output_embeddings().weight
+    (g_ours,) = torch.autograd.grad(answer_ce(ours, batch["targets"]), weight)
+    (g_full,) = torch.autograd.grad(answer_ce(expected, batch["targets"]), weight)
+    torch.testing.assert_close(g_ours, g_full, rtol=1e-4, atol=1e-6)
+
+
+def test_answer_head_falls_back_to_the_forward_when_the_model_scales_its_logits(tiny_model_dir):
+    """A head that does more than the output layer (here a logit scale, as Cohere's and Granite's
+    do) is caught by the check, and training then reads the model's own logits."""
+    from transformers import AutoModelForCausalLM
+
+    from icldistill.train.trainer import AnswerHead
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model.eval()
+    plain_forward = model.forward
+
+    def scaled_forward(*args, **kwargs):
+        out = plain_forward(*args, **kwargs)
+        out.logits = out.logits * 0.25
+        return out
+
+    model.forward = scaled_forward
+    head = AnswerHead(model)
+    head.check(torch.device("cpu"))
+    assert not head.gathered
+    batch = _padded_batch()
+    expected = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(head(batch, torch.device("cpu")), expected[batch["rows"], batch["positions"]])
+
+
+def test_activation_checkpointing_gives_bitwise_the_same_gradients(tiny_model_dir):
+    """Recomputing activations (dropout on, its RNG replayed) changes memory, not the gradient:
+    that is why the setting is outside the run's fingerprint and params."""
+    from icldistill.train.examples import TrainExample
+    from icldistill.train.trainer import AnswerHead, prepare_model
+
+    batch = collate(
+        [TrainExample("a", list(range(5, 40)), [41, 42]), TrainExample("b", list(range(7, 20)), [43, 44, 45])], 0
+    )
+    grads = []
+    for on in (False, True):
+        settings = TrainSettings(activation_checkpointing=on, lora_dropout=0.1)
+        model = prepare_model(str(tiny_model_dir), settings)
+        model.train()
+        base = model.get_base_model()
+        assert (getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing) == on
+        torch.manual_seed(3)
+        answer_ce(AnswerHead(model)(batch, torch.device("cpu")), batch["targets"]).backward()
+        grads.append([p.grad for p in model.parameters() if p.requires_grad])
+        assert settings.fingerprint() == TrainSettings(lora_dropout=0.1).fingerprint()
+    assert len(grads[0]) > 0 and all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+    assert any(float(g.abs().sum()) > 0 for g in grads[0])

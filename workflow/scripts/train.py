@@ -8,6 +8,8 @@ to_file(snakemake.log[0])
 verify_input_folders(snakemake.input.model)
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
+# from the config, not params: it changes how training computes, not what (see TrainSettings)
+checkpointing = (snakemake.config.get("training") or {}).get("activation_checkpointing", True)
 run_training(
     p.model_path,
     p.tasks,
@@ -15,7 +17,7 @@ run_training(
     list(snakemake.input.get("teacher", [])),
     snakemake.output.adapter,
     snakemake.output.log_csv,
-    p.settings,
+    {**p.settings, "activation_checkpointing": checkpointing},
     template_kwargs=p.template_kwargs,
     trust_remote_code=p.trust_remote_code,
     dev_files=list(snakemake.input.get("dev", [])),

@@ -56,6 +56,10 @@ class TrainSettings:
     warmup_steps: int = 3
     max_grad_norm: float = 1.0
     bf16: bool = True
+    #: recompute each layer's activations in the backward pass instead of storing them: the
+    #: gradients are bitwise the same (dropout's RNG state is replayed), so it is left out of
+    #: the fingerprint; memory falls from activations × layers to one layer's
+    activation_checkpointing: bool = True
     seed: int = 0
     checkpoint_every: int = 10
     loss: str = "ce"  # ce | kd
@@ -67,7 +71,12 @@ class TrainSettings:
     strategy_params: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        fields = {k: v for k, v in asdict(self).items() if k not in RESULT_NEUTRAL}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: settings that change how a run computes, not what it computes
+RESULT_NEUTRAL = ("activation_checkpointing",)
 
 
 @dataclass
@@ -200,7 +209,91 @@ def prepare_model(model_path: str, settings: TrainSettings, trust_remote_code: b
     elif settings.method != "full":
         raise ValueError(f"training.method: unknown method {settings.method!r} (lora or full)")
     model.config.use_cache = False
+    if settings.activation_checkpointing:
+        base = model.get_base_model() if settings.method == "lora" else model
+        # non-reentrant: the frozen embeddings' output needs no grad, and dropout masks replay
+        kwargs = {"use_reentrant": False}
+        if hasattr(base, "activation_checkpointing_enable"):  # transformers ≥ 5.x
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     return model
+
+
+class AnswerHead:
+    """The logits of the answer tokens only, [answer tokens, V], in the order of ``rows``.
+
+    A causal LM's forward projects every kept position of every row to the vocabulary; with
+    ``logits_to_keep`` = the union of the batch's answer positions that is rows × union, most of
+    it padding or prompt (8 rows × 59 positions × 262,144 for Gemma-3 on MLQA: 0.5 GB of fp32
+    logits, as much again for their gradient). Here the decoder's last hidden states are picked
+    at exactly the (row, position) pairs and only those go through the output layer (and
+    Gemma's final soft-capping, where the config has one).
+
+    Architectures whose head does more than that (a logit scale, say) would silently train on
+    other logits, so the first use compares this path with the model's own forward on one
+    short sequence and, if they disagree, falls back to the forward with ``logits_to_keep``.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.decoder = base.base_model if base.base_model is not base else None
+        self.output = base.get_output_embeddings()
+        self.cap = getattr(base.config, "final_logit_softcapping", None)
+        self.checked = self.decoder is None or self.output is None
+        self.gathered = not self.checked
+
+    def _gathered(self, ids, mask, rows, positions):
+        # one row at a time at its own length: no activations of padding (a batch of MLQA rows
+        # of 120-690 tokens would otherwise store 8 × 690 positions per layer); the graphs of
+        # all rows stay alive until the one backward, so the loss is the batch's as before
+        lengths = mask.sum(dim=1).tolist()
+        picked = []
+        for r, n in enumerate(lengths):
+            at = positions[rows == r]
+            if len(at):
+                hidden = self.decoder(input_ids=ids[r : r + 1, :n]).last_hidden_state[0]
+                picked.append(hidden[at])
+        logits = self.output(torch.cat(picked))
+        if self.cap is not None:
+            logits = torch.tanh(logits / self.cap) * self.cap
+        return logits
+
+    def check(self, device) -> None:
+        """Compare with the model's forward once (eval mode, outside autocast); tolerant of
+        rounding (bf16 on GPU), not of a scale or cap this path misses."""
+        if self.checked:
+            return
+        self.checked = True
+        ids = torch.arange(3, 11, device=device).unsqueeze(0)
+        mask = torch.ones_like(ids)
+        positions = torch.tensor([2, 7], device=device)
+        rows = torch.zeros_like(positions)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                ours = self._gathered(ids, mask, rows, positions).float()
+                theirs = self.model(input_ids=ids, attention_mask=mask).logits[0, positions].float()
+        finally:
+            self.model.train(was_training)
+        if not torch.allclose(ours, theirs, rtol=1e-2, atol=1e-2 * float(theirs.abs().max())):
+            log.warning(
+                "the decoder + output layer do not reproduce %s's logits (max difference %.3g): training "
+                "projects the union of answer positions with logits_to_keep instead",
+                type(self.model).__name__,
+                float((ours - theirs).abs().max()),
+            )
+            self.gathered = False
+
+    def __call__(self, batch, device):
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        rows = batch["rows"].to(device)
+        if self.gathered:
+            return self._gathered(ids, mask, rows, batch["positions"].to(device))
+        logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=batch["keep"].to(device)).logits
+        return logits[rows, batch["slots"].to(device)]
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -457,14 +550,12 @@ def train(
         log.info("resumed from %s (step %d of %d)", resumed, start, steps)
     autocast = settings.bf16 and (device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
+    head = AnswerHead(model)
+    head.check(device)
+
     def answer_logits_of(batch):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-                logits_to_keep=batch["keep"].to(device),
-            ).logits
-        return logits[batch["rows"].to(device), batch["slots"].to(device)]
+            return head(batch, device)
 
     def val_gradient(update):
         """∇ of the dev-batch CE at θ + ``update`` (restored afterwards; no dropout)."""
