@@ -179,6 +179,56 @@ def test_generation_stops_at_a_stop_string(backend, tokenizer):
     assert sum(map(len, cut)) < sum(map(len, free))
 
 
+def test_a_row_stops_once_its_output_is_settled_and_cuts_to_the_same_text(backend, tokenizer):
+    """``settled`` only saves time: each row stops once its own predicate holds (here: its
+    output has 3 + 4·i characters; a tagger's is "n complete words, one a tag"), and the
+    outputs cut to their settled prefix equal those of a generation that ran to the budget.
+    Fewer decoding steps run."""
+    task = get_task("qa")
+    rows = read_local(MINI, "qa", "test", "de")[:5]
+    prompts = build_prompts(
+        tokenizer, task, rows, draw_demonstrations(read_local(MINI, "qa", "train", "en"), task.id, "de", 0, 2)
+    )
+
+    def first(n):
+        return lambda text: text[:n] if len(text) >= n else None
+
+    settled = [first(3 + 4 * i) for i in range(5)]
+    steps = []
+    hook = backend.model.register_forward_hook(lambda *_: steps.append(1))
+    try:
+        free = backend.generate(prompts, [40] * 5)
+        n_free = len(steps)
+        early = backend.generate(prompts, [40] * 5, settled=settled)
+        n_early = len(steps) - n_free
+    finally:
+        hook.remove()
+    assert all(len(o) > 3 + 4 * 4 for o in free), "the tiny model's outputs are too short to stop early"
+    assert [d(o) for d, o in zip(settled, early, strict=True)] == [d(o) for d, o in zip(settled, free, strict=True)]
+    assert [len(o) for o in early] != [len(o) for o in free]
+    assert n_early < n_free
+
+
+def test_a_tagger_output_is_settled_at_its_n_th_complete_word_with_a_tag():
+    pos = get_task("pos")
+    row = {"tokens": ["Das", "Haus", "."], "pos_tags": ["DET", "NOUN", "PUNCT"]}
+    assert pos.settled("DET NOUN PUNCT NOUN VERB", row) == "DET NOUN PUNCT"
+    assert pos.settled("DET NOUN PUNCT", row) is None  # the third word may still grow ("PUNCTX")
+    assert pos.settled("DET NOUN PUNCT ", row) == "DET NOUN PUNCT"
+    # no tag among the first three words: a later tag still makes the output parse
+    assert pos.settled("la la la NOUN ", row) is None
+    assert pos.parse("la la la NOUN", row) is not None and pos.parse("la la la", row) is None
+    # the settled prefix parses as the whole output does
+    looping = "DET  NOUN\nPUNCT NOUN NOUN NOUN NOUN"
+    assert pos.parse(pos.settled(looping, row), row) == pos.parse(looping, row) == ["DET", "NOUN", "PUNCT"]
+    # a think block counts for nothing, and the prefix keeps it
+    assert pos.settled("<think>a b c d</think> DET NOUN PUNCT X", row) == "<think>a b c d</think> DET NOUN PUNCT"
+    assert pos.settled("<think>DET NOUN PUNCT X ", row) is None
+    ner = get_task("ner")
+    assert ner.settled("B-PER I-PER O O O", {"tokens": ["a", "b"], "ner_tags": ["O", "O"]}) == "B-PER I-PER"
+    assert get_task("qa").settled("Berlin is the answer ", {"question": "q"}) is None
+
+
 # -- trained adapters at full precision -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_adapter(tiny_model_dir, tmp_path_factory):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -118,13 +119,19 @@ def predict_cells(
     if any(not prompts.chat_template for prompts, _ in cells):
         # plain-text prompts separate demonstrations by a blank line: an answer ends there
         stop = list(stop or []) + [s for s in PLAIN_STOP if s not in (stop or [])]
+    settled = [[functools.partial(task.settled, row=r) for r in rows] for _, rows in cells]
     if hasattr(backend, "generate_many"):
         outputs = backend.generate_many(requests, stop)
     else:
-        outputs = [backend.generate(prompts, budgets, stop) for prompts, budgets in requests]
+        outputs = [
+            backend.generate(prompts, budgets, stop, done)
+            for (prompts, budgets), done in zip(requests, settled, strict=True)
+        ]
+    # every output cut to the prefix that decides its parse: identical whether or not the
+    # backend stopped the row there (HF does, vLLM runs to the budget)
     return [
-        [{"id": i, "output": o} for i, o in zip(prompts.ids, texts, strict=True)]
-        for (prompts, _), texts in zip(cells, outputs, strict=True)
+        [{"id": i, "output": d(o) or o} for i, o, d in zip(prompts.ids, texts, done, strict=True)]
+        for (prompts, _), texts, done in zip(cells, outputs, settled, strict=True)
     ]
 
 

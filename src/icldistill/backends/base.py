@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from ..prompts import PromptSet
@@ -25,9 +26,17 @@ def choice_text(choice: str, chat_template: bool) -> str:
 class Backend(Protocol):
     """Greedy generation and label scoring over the prompts of one cell."""
 
-    def generate(self, prompts: PromptSet, max_new_tokens: list[int], stop: list[str] | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: PromptSet,
+        max_new_tokens: list[int],
+        stop: list[str] | None = None,
+        settled: list[Callable[[str], str | None]] | None = None,
+    ) -> list[str]:
         """One greedy completion per prompt, each at most ``max_new_tokens[i]`` tokens and cut
-        before the first of the ``stop`` strings."""
+        before the first of the ``stop`` strings. A backend may stop row i early once
+        ``settled[i]`` of its text is not None (``Task.settled``); the caller cuts every output
+        to its settled prefix, so stopping early only saves time (vLLM runs to the budget)."""
         ...
 
     def loglik(self, prompts: PromptSet, choices: list[str]) -> list[list[float]]:

@@ -13,6 +13,7 @@ import copy
 import inspect
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,15 @@ class HFBackend:
 
     # -- generation -----------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, prompts: PromptSet, max_new_tokens: list[int], stop: list[str] | None = None) -> list[str]:
-        """Greedy completions, in the order of ``prompts``, cut before the first ``stop`` string."""
+    def generate(
+        self,
+        prompts: PromptSet,
+        max_new_tokens: list[int],
+        stop: list[str] | None = None,
+        settled: list[Callable[[str], str | None]] | None = None,
+    ) -> list[str]:
+        """Greedy completions, in the order of ``prompts``, cut before the first ``stop`` string;
+        a row also stops once ``settled[i]`` of its text is not None (see ``Task.settled``)."""
         from transformers import GenerationConfig, StoppingCriteriaList
 
         prefix, suffixes = self.encode(prompts)
@@ -130,7 +138,8 @@ class HFBackend:
             # (a prompt ending in "\n" stops at the first generated "\n" for stop "\n\n"), vLLM
             # only in generated text; a row stops once its generated text holds a stop string
             # and cutting the decoded text gives both backends the same result
-            criteria = [StopInGenerated(self.tokenizer, stop, input_ids.shape[1])] if stop else []
+            done = [settled[i] for i in batch] if settled else None
+            criteria = [StopInGenerated(self.tokenizer, stop, input_ids.shape[1], done)] if stop or done else []
             out = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=mask,
@@ -199,16 +208,35 @@ class HFBackend:
 
 class StopInGenerated:
     """A ``generate`` stopping criterion: a row is done once the text it generated (after
-    ``start``, the prompt width) contains one of ``stop``. Rows stop independently, so a batch
-    no longer runs to its longest budget when every answer has ended (the plain-text layout
-    ends answers with a blank line, not an end-of-turn token)."""
+    ``start``, the prompt width) contains one of ``stop``, or once ``settled[row]`` of that text
+    is not None. Rows stop independently, so a batch no longer runs to its longest budget when
+    every answer has ended (the plain-text layout ends answers with a blank line, not an
+    end-of-turn token; a tagger that loops is done after its n-th tag).
 
-    def __init__(self, tokenizer: Any, stop: list[str], start: int) -> None:
-        self.tokenizer, self.stop, self.start = tokenizer, list(stop), start
+    ``settled`` reads the text cut at the stop strings and less its last ``len(stop) - 1``
+    characters: a stop string that begins there and ends in tokens not generated yet would cut
+    the full output earlier than this text shows."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        stop: list[str] | None,
+        start: int,
+        settled: list[Callable[[str], str | None]] | None = None,
+    ) -> None:
+        self.tokenizer, self.stop, self.start, self.settled = tokenizer, list(stop or []), start, settled
+        self.margin = max((len(s) for s in self.stop), default=1) - 1
+
+    def _done(self, row: int, text: str) -> bool:
+        if any(s in text for s in self.stop):
+            return True
+        if self.settled is None:
+            return False
+        return self.settled[row](text[: len(text) - self.margin]) is not None
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.start :], skip_special_tokens=True)
-        return torch.tensor([any(s in t for s in self.stop) for t in texts], device=input_ids.device)
+        return torch.tensor([self._done(r, t) for r, t in enumerate(texts)], device=input_ids.device)
 
 
 def full_entropy(logits: torch.Tensor) -> torch.Tensor:

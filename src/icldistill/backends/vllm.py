@@ -184,8 +184,11 @@ class VLLMBackend:
             start += len(prompts.ids)
         return result
 
-    def generate(self, prompts: PromptSet, max_new_tokens: list[int], stop: list[str] | None = None) -> list[str]:
-        """Greedy completions, in the order of ``prompts``."""
+    def generate(
+        self, prompts: PromptSet, max_new_tokens: list[int], stop: list[str] | None = None, settled: Any = None
+    ) -> list[str]:
+        """Greedy completions, in the order of ``prompts`` (``settled`` is not used: vLLM has no
+        per-request stopping predicate, and the caller cuts every output to its settled prefix)."""
         return self.generate_many([(prompts, max_new_tokens)], stop)[0]
 
     # -- scoring of given continuations -------------------------------------------------

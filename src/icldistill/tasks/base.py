@@ -102,6 +102,21 @@ class Task:
         """Parse the answer part of an output (no think block); ``None`` when it does not parse."""
         raise NotImplementedError
 
+    def settled(self, output: str, row: Row) -> str | None:
+        """The prefix of a generated ``output`` that already decides its parse (no later text
+        can change it), or ``None`` while it does not. Generation of the row may stop there
+        (the HF backend does), and every backend's output is cut to it, so all agree whether or
+        not they stopped early. By default nothing is settled before the output ends."""
+        answer = strip_think(output)
+        if answer is None:
+            return None
+        head = self.settled_answer(answer, row)
+        return None if head is None else output[: len(output) - len(answer) + len(head)]
+
+    def settled_answer(self, answer: str, row: Row) -> str | None:
+        """:meth:`settled` for the answer part (the text after any think block)."""
+        return None
+
 
 #: A reasoning block that opens an output (Qwen3 "thinking" models): ``<think>…</think>``, or
 #: ``<think>…`` cut off by the generation budget (group ``closed`` is None then).
