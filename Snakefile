@@ -27,8 +27,12 @@ localrules:
     collect_cells,
     render_results,
     run_record,
+    download,
+    download_model,
+    download_data,
 
 
+include: "workflow/rules/download.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/prompts.smk"

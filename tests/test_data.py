@@ -179,7 +179,7 @@ def _fake_hub(calls):
         ),
     }
 
-    def load_dataset(name, config=None, split=None, cache_dir=None):
+    def load_dataset(name, config=None, split=None, cache_dir=None, revision=None):
         calls.append((name, config, split))
         return tables[(name, config, split)]
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .hub import hub_home, model_cache
 from .models import ModelError, check_installed
 from .tasks import TASKS, get_task
 from .vocab import CONDITION_LABELS, CONDITION_LEGEND, LANGUAGES
@@ -96,6 +97,11 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
                 _fail(f"models.{mid}.gguf.package", str(err))
         else:
             _check_model_folder(mid, spec["path"], root)
+        if spec.get("revision") is not None and ("gguf" in spec or (Path(root) / spec["path"]).is_dir()):
+            _fail(
+                f"models.{mid}.revision",
+                "pins the files of a Hugging Face id; this model is a GGUF package or a folder",
+            )
     names: dict[str, str] = {}
     for mid, spec in models.items():
         name = display_name(config, mid)
@@ -194,6 +200,7 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
         if not path.is_dir():
             _fail("data.path", f"{path} is not a folder")
         _check_demonstration_pools(config, path)
+    _check_data_revisions(config)
     report = config.get("report") or {}
     if report.get("focus_model") and report["focus_model"] not in models:
         _fail("report.focus_model", f"{report['focus_model']!r} is not a model of 'models'")
@@ -254,6 +261,18 @@ def _check_model_folder(mid: str, source: str, root: str | Path) -> None:
 
 def _is_hub_id(source: str) -> bool:
     return bool(HUB_ID.fullmatch(source)) and "--" not in source and ".." not in source
+
+
+def _check_data_revisions(config: dict[str, Any]) -> None:
+    """``data.revision`` pins hub data sets the grid reads (a misspelt one would pin nothing)."""
+    data = config.get("data") or {}
+    revisions = data.get("revision") or {}
+    if revisions and data.get("source") != "hf":
+        _fail("data.revision", "pins data sets on the Hub; data.source is local")
+    read = sorted({s.dataset for task in config.get("tasks") or [] for s in get_task(task).hf_sources.values()})
+    for name in revisions:
+        if name not in read:
+            _fail(f"data.revision.{name}", f"the grid reads no data set {name!r}; it reads {', '.join(read)}")
 
 
 def _check_labels(config: dict[str, Any]) -> None:
@@ -328,7 +347,8 @@ def _count_rows(path: Path, stop: int) -> int | None:
 def _model_folder(config: dict[str, Any], mid: str, root: str | Path) -> Path | None:
     """The folder whose config and weights ``mid`` is loaded from, when it is here already: a
     local folder, a GGUF model's converted folder, or a Hugging Face id's cached snapshot. None
-    for a GGUF model not yet converted and a hub id not in the local cache (never downloaded)."""
+    for a GGUF model not yet converted and a hub id not in the configured cache at its revision
+    (never downloaded)."""
     spec = config["models"][mid]
     if "gguf" in spec:
         folder = Path(root) / "results" / "models" / mid
@@ -342,7 +362,8 @@ def _model_folder(config: dict[str, Any], mid: str, root: str | Path) -> Path | 
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    cached = try_to_load_from_cache(spec["path"], "config.json")
+    cache = model_cache(hub_home(config.get("hub")))
+    cached = try_to_load_from_cache(spec["path"], "config.json", cache_dir=cache, revision=spec.get("revision"))
     return Path(cached).parent if isinstance(cached, str) else None
 
 

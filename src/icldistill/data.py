@@ -12,11 +12,13 @@ import random
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .fingerprint import write_manifest
-from .tasks import Row, RowError, get_task
+from .hub import HubError, not_downloaded
+from .tasks import HFSource, Row, RowError, get_task
 
 SPLITS = ("train", "dev", "test")
 #: the workflow's name for the dev rows a sweep's best λ is chosen on (capped apart from dev)
@@ -71,18 +73,40 @@ def read_local(root: str | Path, task: str, split: str, lang: str) -> list[Row]:
     return rows
 
 
-def read_hf(task: str, split: str, lang: str, cache_dir: str | None = None) -> list[Row]:
-    """Load one split from the Hugging Face Hub (``google/xtreme`` and MultiNLI) and normalise it."""
-    import datasets
-
-    spec = get_task(task)
-    source = spec.hf_sources[split]
+def hub_source(task: str, split: str, lang: str) -> HFSource:
+    """The hub data set, config (its ``{lang}``/``{lang_name}`` filled in) and split that one
+    split of ``task`` in ``lang`` is read from (``task.hf_sources``)."""
     from .tasks.tagging import POS
 
+    source = get_task(task).hf_sources[split]
     config = source.config
     if config is not None:
         config = config.format(lang=lang, lang_name=POS.LANG_NAMES.get(lang, lang))
-    ds = datasets.load_dataset(source.dataset, config, split=source.split, cache_dir=cache_dir)
+    return replace(source, config=config)
+
+
+def read_hf(
+    task: str, split: str, lang: str, cache_dir: str | None = None, revisions: dict[str, str] | None = None
+) -> list[Row]:
+    """Load one split from the Hugging Face Hub (``google/xtreme`` and MultiNLI) and normalise it:
+    the data set at its pinned revision (``revisions``, ``data.revision``), from ``cache_dir``
+    (None: the default cache). Offline (a workflow job), a config the download stage did not
+    fetch is a :class:`~icldistill.hub.HubError` saying so."""
+    import datasets
+
+    spec = get_task(task)
+    source = hub_source(task, split, lang)
+    config = source.config
+    revision = (revisions or {}).get(source.dataset)
+    try:
+        ds = datasets.load_dataset(source.dataset, config, split=source.split, cache_dir=cache_dir, revision=revision)
+    except (ConnectionError, FileNotFoundError, ValueError) as err:
+        if not datasets.config.HF_HUB_OFFLINE:
+            raise
+        cache = cache_dir or datasets.config.HF_DATASETS_CACHE
+        raise HubError(
+            not_downloaded(f"data set {source.dataset!r} config {config!r}", revision, str(cache)) + f" ({err})"
+        ) from None
     if source.filter_language:
         ds = ds.filter(lambda r: r["language"] == lang)
     rows = []
@@ -107,7 +131,7 @@ def load_split(source: dict[str, Any], task: str, split: str, lang: str) -> list
     if kind == "local":
         return read_local(source["path"], task, split, lang)
     if kind == "hf":
-        return read_hf(task, split, lang, source.get("cache_dir"))
+        return read_hf(task, split, lang, source.get("cache_dir"), source.get("revision"))
     raise DataError(f"data.source: unknown source {kind!r} (expected 'local' or 'hf')")
 
 

@@ -150,14 +150,15 @@ def folder_fingerprint(folder: str | Path) -> str:
 # -- fingerprints of what jobs read ---------------------------------------------------------------
 def data_fingerprint(source: Mapping[str, Any], task: str, split: str, lang: str) -> str | None:
     """SHA-256 of the one local file a ``prepare_split`` job of (task, split, lang) reads
-    (``select`` reads dev); None when the file does not exist (the job then fails naming it)
-    or the data come from the Hub (their source, all of the ``data`` block, is a param of its
-    own; the Hub data have no revision to pin in this config)."""
-    from .data import SELECT_SPLIT, local_path
+    (``select`` reads dev); None when the file does not exist (the job then fails naming it).
+    For Hub data the revision ``data.revision`` pins for the data set that split is read from
+    (None when none is pinned; the source, all of the ``data`` block, is a param of its own)."""
+    from .data import SELECT_SPLIT, hub_source, local_path
 
+    split = "dev" if split == SELECT_SPLIT else split
     if source.get("source", "local") != "local":
-        return source.get("revision")
-    path = local_path(source["path"], task, "dev" if split == SELECT_SPLIT else split, lang)
+        return (source.get("revision") or {}).get(hub_source(task, split, lang).dataset)
+    path = local_path(source["path"], task, split, lang)
     return file_sha256(path) if path.is_file() else None
 
 

@@ -38,6 +38,15 @@ from icldistill.config import (
     training_seeds,
     uses_teacher,
 )
+from icldistill.data import hub_source
+from icldistill.hub import (
+    data_cache,
+    data_downloads,
+    drop_stale_downloads,
+    hub_home,
+    is_hub_model,
+    model_cache,
+)
 
 # a key given twice in one config file is an error (YAML would keep the last one silently):
 # config/config.yaml and every --configfile, read again with a check for repeated keys
@@ -102,6 +111,9 @@ wildcard_constraints:
 
 # -- path patterns (the only place paths are spelled) --------------------------------------
 MODEL_DIR = "results/models/{model}"
+# what the download stage fetched (a hub model; a hub data set config, {dataset} an org/name id)
+DOWNLOADED_MODEL = "results/downloads/models/{model}.json"
+DOWNLOADED_DATA = "results/downloads/data/{dataset}/{subset}.json"
 DATA = "results/data/{task}/{split}.{lang}.jsonl"
 DATA_MANIFEST = "results/data/{task}/{split}.{lang}.manifest.json"
 # the demonstrations of a (task, language) at k shots: read by the prompt, teacher and training jobs
@@ -195,6 +207,67 @@ def model_path(model):
 def model_input(wildcards):
     """The converted model folder for GGUF models (a job input), nothing for hub ids."""
     return [MODEL_DIR.format(model=wildcards.model)] if is_gguf(wildcards.model) else []
+
+
+# -- Hugging Face downloads (workflow/rules/download.smk) ---------------------------------------
+# Every hub model and data set config of the grid is fetched once by a local job (where
+# Snakemake runs: the login node) into hub.cache_dir; the jobs that load them wait for its
+# marker and read the cache offline (icldistill.hub).
+HUB_HOME = hub_home(config.get("hub"))
+HUB_MODELS = [m for m in MODELS if is_hub_model(config["models"][m])]
+HUB_DATA = data_downloads(config["data"], TASKS, DATA_LANGUAGES)
+
+
+def data_marker(download):
+    return DOWNLOADED_DATA.format(dataset=download.dataset, subset=download.subset)
+
+
+def download_markers():
+    """Every download marker of the grid, with the cache its files are in."""
+    models = {
+        DOWNLOADED_MODEL.format(model=m): model_cache(HUB_HOME) for m in HUB_MODELS
+    }
+    data = {data_marker(d): data_cache(config["data"], HUB_HOME) for d in HUB_DATA}
+    return models | data
+
+
+def hub_data_of(wildcards):
+    """The data set config a download_data job fetches."""
+    return next(
+        d
+        for d in HUB_DATA
+        if (d.dataset, d.subset) == (wildcards.dataset, wildcards.subset)
+    )
+
+
+# Jobs wait for the markers of what they load, as ancient inputs: a download again (after a
+# removed cache) reruns no job; what a job loads changes only with a revision, which reruns it
+# through its model_source or data params.
+def model_download(wildcards):
+    """The download marker of a hub model (none for local folders and GGUF packages)."""
+    if wildcards.model not in HUB_MODELS:
+        return []
+    return [ancient(DOWNLOADED_MODEL.format(model=wildcards.model))]
+
+
+def data_download(wildcards):
+    """The download marker of the hub data set config a prepare_split job reads (none for
+    local data)."""
+    if not HUB_DATA:
+        return []
+    split = "dev" if wildcards.split == "select" else wildcards.split
+    source = hub_source(wildcards.task, split, wildcards.lang)
+    return [
+        ancient(data_marker(d))
+        for d in HUB_DATA
+        if (d.dataset, d.name) == (source.dataset, source.config)
+    ]
+
+
+# a marker whose snapshot or cache files are gone (or that was written for another cache) is
+# removed before planning, so that `snakemake download` fetches it again
+if workflow.is_main_process:
+    drop_stale_downloads(download_markers())
 
 
 # -- grid ------------------------------------------------------------------------------------

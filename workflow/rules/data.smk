@@ -4,6 +4,8 @@ rule prepare_split:
     It reruns when the file it reads changes: `data` is the SHA-256 of exactly that local
     file (<data.path>/<task>/<split>.<lang>.jsonl, dev for `select`), so an edited file reruns
     its splits and what follows, and a `touch` reruns nothing."""
+    input:
+        downloaded=data_download,
     output:
         rows=DATA,
         manifest=DATA_MANIFEST,

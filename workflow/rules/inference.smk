@@ -3,6 +3,7 @@ rule infer:
     loaded once per job."""
     input:
         model=model_input,
+        downloaded=model_download,
         adapter=condition_adapter,
         prompts=condition_prompts,
         data=eval_data,

@@ -2,6 +2,7 @@ rule build_prompts:
     """Zero- or k-shot prompts of every language of one (model, task), chat-templated."""
     input:
         model=model_input,
+        downloaded=model_download,
         data=eval_data,
         demos=prompt_demos(languages_of),
     output:

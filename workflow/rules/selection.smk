@@ -6,6 +6,7 @@
 use rule build_prompts as build_select_prompts with:
     input:
         model=model_input,
+        downloaded=model_download,
         data=select_data,
         demos=prompt_demos(select_languages),
     output:
@@ -27,6 +28,7 @@ use rule build_prompts as build_select_prompts with:
 use rule infer as infer_select with:
     input:
         model=model_input,
+        downloaded=model_download,
         adapter=condition_adapter,
         prompts=lambda wc: SELECT_PROMPTS_DIR.format(
             model=wc.model, task=wc.task, shots=condition_shots(wc)

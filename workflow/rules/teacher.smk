@@ -3,6 +3,7 @@ rule teacher_cache:
     given {tshots} demonstrations: computed once, read by every KD run of the task."""
     input:
         model=model_input,
+        downloaded=model_download,
         rows=TRAIN_ROWS,
         demos=lambda wc: demos_files(wc.task, wc.tshots, ["en"]),
     output:

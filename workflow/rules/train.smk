@@ -5,6 +5,7 @@ rule train:
     input:
         unpack(training_inputs),
         model=model_input,
+        downloaded=model_download,
     output:
         adapter=directory(ADAPTER),
         log_csv=report(

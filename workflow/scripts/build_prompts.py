@@ -1,14 +1,17 @@
 from icldistill.data import staged_dir
 from icldistill.fingerprint import verify_input_folders
+from icldistill.hub import local_model, use_offline_hub
 from icldistill.logs import to_file
 from icldistill.prompts import write_prompt_files
 
 to_file(snakemake.log[0])
+# offline, from the configured cache (where it is read from, not what: the config, not params)
+hub = use_offline_hub(snakemake.config.get("hub"))
 verify_input_folders(snakemake.input.model)
 p = snakemake.params
 with staged_dir(snakemake.output.prompts) as out:
     write_prompt_files(
-        p.model_path,
+        local_model(p.model_path, p.model_source, hub),
         snakemake.wildcards.task,
         p.languages,
         list(snakemake.input.data),

@@ -4,19 +4,22 @@ import torch
 
 from icldistill.data import staged_dir
 from icldistill.fingerprint import verify_input_folders
+from icldistill.hub import local_model, use_offline_hub
 from icldistill.inference import run_inference
 from icldistill.logs import to_file
 
 
 def main():
     to_file(snakemake.log[0])
+    # offline, from the configured cache (where it is read from, not what: the config, not params)
+    hub = use_offline_hub(snakemake.config.get("hub"))
     verify_input_folders([*snakemake.input.model, *snakemake.input.adapter, snakemake.input.prompts])
     torch.set_num_threads(snakemake.threads)
     p = snakemake.params
     prompts = Path(snakemake.input.prompts)
     with staged_dir(snakemake.output.predictions) as out:
         run_inference(
-            p.model_path,
+            local_model(p.model_path, p.model_source, hub),
             snakemake.wildcards.task,
             [str(prompts / f"{lang}.json") for lang in p.languages],
             list(snakemake.input.data),

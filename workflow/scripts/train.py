@@ -1,17 +1,20 @@
 import torch
 
 from icldistill.fingerprint import verify_input_folders
+from icldistill.hub import local_model, use_offline_hub
 from icldistill.logs import to_file
 from icldistill.train.run import run_training
 
 to_file(snakemake.log[0])
+# offline, from the configured cache (where it is read from, not what: the config, not params)
+hub = use_offline_hub(snakemake.config.get("hub"))
 verify_input_folders(snakemake.input.model)
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 # from the config, not params: it changes how training computes, not what (see TrainSettings)
 checkpointing = (snakemake.config.get("training") or {}).get("activation_checkpointing", True)
 run_training(
-    p.model_path,
+    local_model(p.model_path, p.model_source, hub),
     p.tasks,
     list(snakemake.input.train),
     list(snakemake.input.get("teacher", [])),
