@@ -120,6 +120,10 @@ _DELETE = object()
         ("few_shot.k_per_task", {"qa": 120}, "few_shot.k_per_task.qa"),
         # every task has a cell: PAWS-X has no Hindi
         ("languages", ["hi"], "tasks[1]"),
+        # a revision pins a hub id's or hub data set's files: not a GGUF package's, not a misspelt data set's
+        ("models.smollm2-135m.revision", "v1", "models.smollm2-135m.revision"),
+        ("data", {"source": "hf", "revision": {"google/xtrem": "v1"}}, "data.revision.google/xtrem"),
+        ("data.revision", {"google/xtreme": "v1"}, "data.revision"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, key):
@@ -131,6 +135,8 @@ def test_hub_ids_and_pools_large_enough_pass():
     """A Hugging Face id is not looked up (no network at config time); k = pool size - 1 leaves
     one training row; k = pool size is fine without training."""
     check_config(_with("models", {"m": {"path": "org/not-cached-model"}}), root=ROOT)
+    check_config(_with("models", {"m": {"path": "org/not-cached-model", "revision": "v1"}}), root=ROOT)
+    check_config(_with("data", {"source": "hf", "revision": {"google/xtreme": "v3", "nyu-mll/multi_nli": "v1"}}), ROOT)
     check_config(_with("few_shot.k", 119), root=ROOT)
     infer_only = _with("few_shot.k", 120)
     infer_only["conditions"] = {k: v for k, v in infer_only["conditions"].items() if v["kind"] == "infer"}
