@@ -194,13 +194,9 @@ def test_download_model_fetches_the_pinned_revision_into_the_configured_cache(tm
     assert repo_id == "org/m" and kwargs["revision"] == "v1" and kwargs["cache_dir"] == home / "hub"
     assert not kwargs.get("local_files_only") and "original/*" in kwargs["ignore_patterns"]
     assert list(kwargs["ignore_patterns"]) == list(SKIPPED_FILES)
-    assert json.loads(marker.read_text()) == {
-        "repo_id": "org/m",
-        "revision": "v1",
-        "commit": V1,
-        "snapshot": folder,
-        "cache_dir": str(home / "hub"),
-    }
+    assert folder == str(home / "hub" / "models--org--m" / "snapshots" / V1)
+    # what was fetched, not where: the jobs that load it depend on this content
+    assert json.loads(marker.read_text()) == {"repo_id": "org/m", "revision": "v1", "commit": V1}
 
 
 def test_a_gated_model_asks_for_hf_token(tmp_path, monkeypatch):
@@ -223,9 +219,12 @@ def test_a_gated_model_asks_for_hf_token(tmp_path, monkeypatch):
 def test_download_data_prepares_the_config_in_the_data_cache(tmp_path, monkeypatch):
     import datasets
 
+    cache = tmp_path / "hf" / "datasets"
+    prepared = "google___xtreme/PAWS-X.de/0.0.0/0123abcd"
+
     class Split:
         def __init__(self, rows, name):
-            self.num_rows, self.cache_files = rows, [{"filename": str(tmp_path / f"xtreme-{name}.arrow")}]
+            self.num_rows, self.cache_files = rows, [{"filename": str(cache / prepared / f"xtreme-{name}.arrow")}]
 
     calls = []
 
@@ -235,12 +234,15 @@ def test_download_data_prepares_the_config_in_the_data_cache(tmp_path, monkeypat
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     marker = tmp_path / "downloads" / "PAWS-X.de.json"
-    cache = tmp_path / "hf" / "datasets"
     assert download_data("google/xtreme", "PAWS-X.de", "v3", cache, marker) == {"test": 2000, "validation": 2000}
     assert calls == [("google/xtreme", "PAWS-X.de", {"revision": "v3", "cache_dir": str(cache)})]
-    entry = json.loads(marker.read_text())
-    assert entry["cache_dir"] == str(cache) and entry["revision"] == "v3"
-    assert entry["cache_files"] == [str(tmp_path / "xtreme-test.arrow"), str(tmp_path / "xtreme-validation.arrow")]
+    assert json.loads(marker.read_text()) == {
+        "dataset": "google/xtreme",
+        "name": "PAWS-X.de",
+        "revision": "v3",
+        "rows": {"test": 2000, "validation": 2000},
+        "prepared": [prepared],  # relative to the cache: a moved cache downloads the same marker again
+    }
 
 
 def test_hub_data_is_read_at_its_pinned_revision_from_the_data_cache(tmp_path, monkeypatch):
@@ -285,24 +287,26 @@ def test_data_downloads_are_each_hub_config_the_grid_reads_once():
     assert data_downloads({"source": "local", "path": "x"}, ["pa"], ["en"]) == []
 
 
-def test_download_markers_whose_files_are_gone_are_dropped(tmp_path):
-    cache = tmp_path / "hf" / "hub"
-    snapshot = cache / "models--org--m" / "snapshots" / MAIN
-    snapshot.mkdir(parents=True)
+def test_download_markers_whose_files_are_not_in_the_cache_are_dropped(tmp_path):
+    cache = tmp_path / "hf"
+    (cache / "hub" / "models--org--m" / "snapshots" / MAIN).mkdir(parents=True)
+    (cache / "datasets" / "google___xtreme" / "XNLI" / "0.0.0" / "h").mkdir(parents=True)
+    entries = {
+        "kept": ({"repo_id": "org/m", "revision": None, "commit": MAIN}, cache / "hub"),
+        "gone": ({"repo_id": "org/x", "revision": None, "commit": MAIN}, cache / "hub"),
+        "moved": ({"repo_id": "org/m", "revision": None, "commit": MAIN}, tmp_path / "new" / "hub"),
+        "data_kept": ({"dataset": "google/xtreme", "prepared": ["google___xtreme/XNLI/0.0.0/h"]}, cache / "datasets"),
+        "data_gone": ({"dataset": "google/xtreme", "prepared": ["google___xtreme/SQuAD/0.0.0/h"]}, cache / "datasets"),
+    }
     markers = {}
-    for name, entry in {
-        "kept": {"snapshot": str(snapshot), "cache_dir": str(cache)},
-        "gone": {"snapshot": str(cache / "models--org--x" / "snapshots" / MAIN), "cache_dir": str(cache)},
-        "moved": {"snapshot": str(snapshot), "cache_dir": str(tmp_path / "old")},
-        "data": {"cache_files": [str(tmp_path / "missing.arrow")], "cache_dir": str(cache)},
-    }.items():
-        markers[tmp_path / f"{name}.json"] = cache
+    for name, (entry, where) in entries.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(entry))
+        markers[tmp_path / f"{name}.json"] = where
     said = []
     removed = drop_stale_downloads(markers | {tmp_path / "never-written.json": cache}, say=said.append)
-    assert sorted(p.stem for p in removed) == ["data", "gone", "moved"]
-    assert (tmp_path / "kept.json").is_file() and not (tmp_path / "gone.json").exists()
-    assert any("models--org--x" in line and "snakemake download" in line for line in said), said
+    assert sorted(p.stem for p in removed) == ["data_gone", "gone", "moved"]
+    assert (tmp_path / "kept.json").is_file() and (tmp_path / "data_kept.json").is_file()
+    assert any("models--org--x" in line and "`snakemake download` fetches it again" in line for line in said), said
 
 
 # -- (c) the plan: what the download stage fetches, and who waits for it -----------------------------
@@ -422,17 +426,31 @@ def test_a_run_downloads_first_and_its_jobs_load_the_hub_model_offline(tmp_path,
     run("results/hubby/pa/prompts/0shot")
     marker_path = workdir / "results/downloads/models/hubby.json"
     marker = json.loads(marker_path.read_text())
-    assert marker["commit"] == V1 and marker["cache_dir"] == str(home / "hub")
+    assert marker == {"repo_id": "icl-test/tiny", "revision": "v1", "commit": V1}
     log = (workdir / "results/logs/build_prompts/hubby.pa.0shot.log").read_text()
     assert f"Hugging Face Hub offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1); cache {home}" in log, log
     # v1's config (main's model reads 4096 tokens)
     prompts = json.loads((workdir / "results/hubby/pa/prompts/0shot/de.json").read_text())
     assert prompts["meta"]["context_length"] == 1024
-    # downloaded again (a newer marker): nothing that loads the model reruns
+    target = "results/hubby/pa/prompts/0shot"
+    # a newer marker with the same content: nothing that loads the model reruns
     os.utime(marker_path, (marker_path.stat().st_mtime + 3600,) * 2)
-    assert "Nothing to be done" in run("-n", "results/hubby/pa/prompts/0shot")
-    # the snapshot removed from the cache: the plan drops the marker and `snakemake download` fetches it again
-    shutil.rmtree(home / "hub" / "models--icl-test--tiny" / "snapshots" / V1)
+    assert "Nothing to be done" in run("-n", target)
+    # the snapshot gone from the cache: the plan drops the marker, the download stage fetches it again
+    repo = home / "hub" / "models--icl-test--tiny"
+    shutil.move(repo / "snapshots" / V1, tmp_path / "aside")
     plan = run("-n", "download")
     assert "is gone; removed, so `snakemake download` fetches it again" in plan and not marker_path.exists()
     assert "rule download_model:" in plan
+    shutil.move(tmp_path / "aside", repo / "snapshots" / V1)  # what the download fetches again
+    run("download")
+    assert json.loads(marker_path.read_text()) == marker
+    assert "Nothing to be done" in run("-n", target)
+    # the revision (a tag here, a branch alike) resolves to another commit when fetched again: the
+    # jobs that load the model rerun
+    (repo / "refs" / "v1").write_text(MAIN)
+    marker_path.unlink()
+    run("download")
+    assert json.loads(marker_path.read_text())["commit"] == MAIN
+    plan = run("-n", target)
+    assert "Updated input files: results/downloads/models/hubby.json" in plan, plan

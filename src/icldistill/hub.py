@@ -5,7 +5,7 @@ first jobs of every run; local rules, so they run where Snakemake runs) fetches 
 of the grid (:func:`download_model`, ``snapshot_download`` at the configured ``revision``) and
 every hub data set config (:func:`download_data`, ``datasets.load_dataset``, which also prepares
 the Arrow files an offline ``load_dataset`` reads) into one cache, ``hub.cache_dir`` (an
-``HF_HOME``: models under ``hub/``, data sets under ``datasets/``; null: Hugging Face's own).
+``HF_HOME``: models under ``hub/``, data sets under ``datasets/``).
 
 Every job that loads a model or data calls :func:`use_offline_hub` first: ``HF_HUB_OFFLINE``,
 ``HF_DATASETS_OFFLINE`` and the cache variables are set before ``huggingface_hub``,
@@ -45,8 +45,8 @@ class HubError(RuntimeError):
 
 # -- where the cache is ----------------------------------------------------------------------
 def hub_home(hub: Mapping[str, Any] | None) -> Path | None:
-    """``hub.cache_dir`` as an absolute path (an ``HF_HOME``); None when not configured:
-    Hugging Face's own cache (``HF_HOME``, by default ``~/.cache/huggingface``)."""
+    """``hub.cache_dir`` as an absolute path (an ``HF_HOME``; the workflow's config always has
+    one); None when none is given: Hugging Face's own cache (``HF_HOME``)."""
     cache_dir = (hub or {}).get("cache_dir")
     return Path(cache_dir).expanduser().resolve() if cache_dir else None
 
@@ -119,6 +119,10 @@ def data_downloads(data: Mapping[str, Any], tasks: Iterable[str], languages: Ite
 
 
 # -- the download jobs (on a machine with network) -----------------------------------------------
+# A marker holds only what was fetched (ids, revision, commit or prepared folder), nothing about
+# where the cache is: the jobs that load it depend on its content (Snakemake reruns a job for a
+# newer input only when the input's checksum changed), so downloading the same files again, or
+# into a moved cache, reruns nothing, and a branch that resolves to a new commit reruns them all.
 def _write_marker(path: str | Path, entry: Mapping[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,9 +131,14 @@ def _write_marker(path: str | Path, entry: Mapping[str, Any]) -> None:
     tmp.replace(path)
 
 
+def snapshot_folder(cache: Path, repo_id: str, commit: str) -> Path:
+    """Where ``snapshot_download`` puts commit ``commit`` of model ``repo_id`` in ``cache``."""
+    return cache / ("models--" + repo_id.replace("/", "--")) / "snapshots" / commit
+
+
 def download_model(repo_id: str, revision: str | None, home: Path | None, marker: str | Path) -> str:
     """Fetch ``repo_id`` at ``revision`` (None: main) into the model cache, all files but
-    :data:`SKIPPED_FILES`, and write ``marker`` (the commit, its snapshot folder and the cache)
+    :data:`SKIPPED_FILES`, and write ``marker`` (id, revision and the commit it resolved to)
     last. HF_TOKEN (or a stored login) is read for gated models. Returns the snapshot folder."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
@@ -149,16 +158,7 @@ def download_model(repo_id: str, revision: str | None, home: Path | None, marker
         ) from None
     except RevisionNotFoundError:
         raise HubError(f"model {repo_id!r} has no revision {revision!r} (models.<id>.revision)") from None
-    _write_marker(
-        marker,
-        {
-            "repo_id": repo_id,
-            "revision": revision,
-            "commit": Path(folder).name,
-            "snapshot": str(folder),
-            "cache_dir": str(cache) if cache is not None else None,
-        },
-    )
+    _write_marker(marker, {"repo_id": repo_id, "revision": revision, "commit": Path(folder).name})
     log.info("model %s: commit %s in %s", repo_id, Path(folder).name, folder)
     return str(folder)
 
@@ -168,8 +168,8 @@ def download_data(
 ) -> dict[str, int]:
     """Fetch and prepare one data set config (all its splits) with ``datasets.load_dataset``
     into ``cache`` (None: the default), so that an offline ``load_dataset`` of it finds the
-    prepared files; write ``marker`` (splits, rows and cache files) last. Returns the rows per
-    split."""
+    prepared files; write ``marker`` (rows per split, and the prepared folder relative to the
+    cache) last. Returns the rows per split."""
     import datasets
     from datasets.exceptions import DatasetNotFoundError
 
@@ -185,42 +185,35 @@ def download_data(
     except DatasetNotFoundError as err:
         raise HubError(f"data set {dataset!r} config {name!r}: {err} (set HF_TOKEN for gated data sets)") from None
     rows = {split: part.num_rows for split, part in loaded.items()}
-    files = sorted({f["filename"] for part in loaded.values() for f in part.cache_files})
-    _write_marker(
-        marker,
-        {
-            "dataset": dataset,
-            "name": name,
-            "revision": revision,
-            "rows": rows,
-            "cache_files": files,
-            "cache_dir": str(cache) if cache is not None else None,
-        },
-    )
+    folders = {Path(f["filename"]).parent for part in loaded.values() for f in part.cache_files}
+    root = cache if cache is not None else Path(datasets.config.HF_DATASETS_CACHE)
+    # named by the data set, config and a hash of its data files (their commit), not by the cache
+    prepared = sorted(os.path.relpath(folder, root) for folder in folders)
+    _write_marker(marker, {"dataset": dataset, "name": name, "revision": revision, "rows": rows, "prepared": prepared})
     log.info("data set %s config %s: %s", dataset, name, rows)
     return rows
 
 
-def stale_download(marker: str | Path, cache: Path | None) -> str | None:
-    """Why a download marker no longer holds (None when it does): unreadable, written for
-    another cache than ``cache`` (None: Hugging Face's default), or its snapshot folder or
-    cache files removed since. Cheap (no Hugging Face import): run before every plan, so a removed
-    cache is fetched again rather than failing the jobs that read it."""
+def stale_download(marker: str | Path, cache: Path) -> str | None:
+    """Why a download marker no longer holds in ``cache`` (None when it does): unreadable, or
+    the snapshot folder or prepared data it names is not there (removed since, or the cache
+    moved). Cheap (no Hugging Face import): run before every plan, so that what is missing is
+    fetched again rather than failing the jobs that read it."""
     try:
         entry = json.loads(Path(marker).read_text(encoding="utf-8"))
-        files = [entry["snapshot"]] if "snapshot" in entry else list(entry["cache_files"])
-        recorded = entry.get("cache_dir")
+        if "commit" in entry:
+            folders = [snapshot_folder(cache, entry["repo_id"], entry["commit"])]
+        else:
+            folders = [cache / folder for folder in entry["prepared"]]
     except (OSError, ValueError, KeyError, TypeError):
         return "unreadable"
-    if recorded != (str(cache) if cache is not None else None):
-        return f"downloaded into {recorded or 'the default cache'}, the configured cache is {cache or 'the default'}"
-    missing = [f for f in files if not Path(f).exists()]
+    missing = [folder for folder in folders if not folder.is_dir()]
     if missing:
         return f"{missing[0]} is gone"
     return None
 
 
-def drop_stale_downloads(markers: Mapping[str | Path, Path | None], say=None) -> list[Path]:
+def drop_stale_downloads(markers: Mapping[str | Path, Path], say=None) -> list[Path]:
     """Remove each existing download marker (``marker → its cache``) that no longer holds
     (:func:`stale_download`), saying why (``say``, default stderr); the next run that needs it
     downloads again. Returns the markers removed."""

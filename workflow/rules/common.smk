@@ -240,14 +240,15 @@ def hub_data_of(wildcards):
     )
 
 
-# Jobs wait for the markers of what they load, as ancient inputs: a download again (after a
-# removed cache) reruns no job; what a job loads changes only with a revision, which reruns it
-# through its model_source or data params.
+# Jobs wait for the markers of what they load. A marker holds what was fetched (ids, revision,
+# commit), and Snakemake reruns a job for a newer input only when its content changed: a download
+# again of the same files reruns nothing, a branch resolved to a new commit reruns every job that
+# loads it (icldistill.hub).
 def model_download(wildcards):
     """The download marker of a hub model (none for local folders and GGUF packages)."""
     if wildcards.model not in HUB_MODELS:
         return []
-    return [ancient(DOWNLOADED_MODEL.format(model=wildcards.model))]
+    return [DOWNLOADED_MODEL.format(model=wildcards.model)]
 
 
 def data_download(wildcards):
@@ -258,14 +259,14 @@ def data_download(wildcards):
     split = "dev" if wildcards.split == "select" else wildcards.split
     source = hub_source(wildcards.task, split, wildcards.lang)
     return [
-        ancient(data_marker(d))
+        data_marker(d)
         for d in HUB_DATA
         if (d.dataset, d.name) == (source.dataset, source.config)
     ]
 
 
-# a marker whose snapshot or cache files are gone (or that was written for another cache) is
-# removed before planning, so that `snakemake download` fetches it again
+# a marker whose snapshot or prepared data is not in the configured cache (removed, or the cache
+# moved) is removed before planning, so that `snakemake download` fetches it again
 if workflow.is_main_process:
     drop_stale_downloads(download_markers())
 
