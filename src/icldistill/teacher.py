@@ -191,7 +191,9 @@ def build_teacher_cache(
     from .inference import close_backend, make_backend
     from .train.examples import build_sequences, sequences_hash, tokenizer_hash
 
+    began = time.perf_counter()
     backend = make_backend(model_path, settings | {"top_k": top_k}, purpose="teacher")
+    loaded = time.perf_counter()
     rows = read_jsonl(rows_file)
     demos = read_demonstrations(demos_file) if demos_file else None
     prefix, examples = build_sequences(backend.tokenizer, task_id, rows, demos, template_kwargs)
@@ -212,6 +214,10 @@ def build_teacher_cache(
         "example_ids": [e.id for e in examples],
         "prefix_tokens": len(prefix),
         "sequences_hash": sequences_hash(examples),
+        # for the Compute section: the tokens the model read (the prefix once) and the time
+        "tokens": len(prefix) + sum(len(e.input_ids) for e in examples),
+        "seconds": round(seconds, 2),
+        "load_seconds": round(loaded - began, 2),
     }
     save_teacher_cache(out_file, tensors, header)
     n_tokens = tensors["values"].shape[0]

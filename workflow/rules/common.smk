@@ -1,6 +1,7 @@
 """What every stage shares: config validation, path patterns, grid expansion."""
 
 import re
+from types import SimpleNamespace
 import sys
 from pathlib import Path
 
@@ -129,6 +130,8 @@ PAIRED_TABLE = "results/tables/paired.csv"
 RESULTS_MD = "results/RESULTS.md"
 FIGURE = "results/figures/{name}.png"
 LOGS = "results/logs"
+#: Snakemake's benchmark record of every job (wall time, peak memory, CPU time), beside its log
+BENCH = "results/benchmarks"
 REPORT_TEMPLATE = str(Path(workflow.basedir) / "report" / "templates" / "results.md.j2")
 
 
@@ -571,3 +574,76 @@ def partial_report():
             f"shown as stale, not as results); partial report: {path}",
             file=sys.stderr,
         )
+
+
+# -- compute: the heavy jobs of the grid and what each serves ------------------------------
+COMPUTE_TABLE = "results/tables/compute.csv"
+
+
+def compute_jobs():
+    """Every model-conversion, inference, teacher and training job of the grid: its rule,
+    benchmark record, the file holding its token count, and the reported conditions it serves
+    (icldistill.compute reads them into results/tables/compute.csv)."""
+    jobs = {}
+
+    def add(rule, benchmark, artifact, serves, **fields):
+        job = jobs.setdefault(
+            benchmark,
+            {"rule": rule, "benchmark": benchmark, "artifact": artifact, "conditions": []}
+            | fields,
+        )
+        if serves not in job["conditions"]:
+            job["conditions"].append(serves)
+
+    pairs = list(dict.fromkeys((c.model, c.task) for c in cells(config)))
+    reported = [c for c in CONDITIONS if c not in SEED_RUNS]
+    for m in MODELS:
+        if is_gguf(m):
+            for c in reported:
+                add(
+                    "convert_gguf_model",
+                    f"{BENCH}/convert_gguf_model/{m}.tsv",
+                    None,
+                    c,
+                    model=m,
+                )
+    for m, t in pairs:
+        for c in reported:
+            members = seed_members(config, c) if c in REPLICATED else [c]
+            if c in BEST:
+                members = sweep_members(config, c)
+            for member in members:
+                wc = SimpleNamespace(task=t, condition=member)
+                run = run_of(wc)
+                add(
+                    "infer",
+                    f"{BENCH}/infer/{m}.{t}.{run}.tsv",
+                    PREDICTIONS_DIR.format(model=m, task=t, condition=run),
+                    c,
+                    model=m,
+                    task=t,
+                    condition=run,
+                )
+    for m, scope, c, run, seed in all_trained():
+        add(
+            "train",
+            f"{BENCH}/train/{m}.{scope}.{run}.tsv",
+            ADAPTER.format(model=m, scope=scope, condition=run),
+            c,
+            model=m,
+            task=scope,
+            condition=run,
+        )
+        if train_settings(config, run, scope_tasks(scope))["loss"] == "kd":
+            for t in scope_tasks(scope):
+                k = teacher_shots(config, run, t)
+                add(
+                    "teacher_cache",
+                    f"{BENCH}/teacher_cache/{m}.{t}.{k}shot.tsv",
+                    TEACHER.format(model=m, task=t, tshots=k),
+                    c,
+                    model=m,
+                    task=t,
+                    condition=f"{k}-shot teacher",
+                )
+    return list(jobs.values())

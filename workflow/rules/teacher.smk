@@ -9,6 +9,8 @@ rule teacher_cache:
         cache=TEACHER,
     log:
         f"{LOGS}/teacher_cache/{{model}}.{{task}}.{{tshots}}shot.log",
+    benchmark:
+        f"{BENCH}/teacher_cache/{{model}}.{{task}}.{{tshots}}shot.tsv",
     conda:
         stage_env(teacher_backend())
     threads: 8
