@@ -1,10 +1,17 @@
-"""The conda envs (envs/*.yaml): each lists dependencies only, with pyproject.toml's specifiers,
-and covers the third-party imports that the scripts of its rules reach."""
+"""The conda envs (envs/*.yaml) and where jobs import the package from.
+
+Each env lists dependencies only, with pyproject.toml's specifiers, and covers the third-party
+imports that the scripts of its rules reach; every job imports the checkout's own src/.
+"""
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -15,13 +22,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from .conftest import ROOT
+from .conftest import MINI, ROOT, small_grid_config
 
 ENVS = ROOT / "envs"
 RULES = ROOT / "workflow" / "rules"
 SCRIPTS = ROOT / "workflow" / "scripts"
 SRC = ROOT / "src"
 PACKAGE = "icldistill"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 #: import names whose distribution is called otherwise
 DISTRIBUTIONS = {"yaml": "pyyaml", "sklearn": "scikit-learn"}
@@ -290,3 +298,59 @@ def test_each_env_covers_the_imports_of_its_rules_scripts():
                     f"rule {rule} runs {script.name} in envs/{env}, which does not list {distribution(name)} "
                     f"(it imports {name}); add it to the env (and pyproject.toml), or its name to DISTRIBUTIONS"
                 )
+
+
+# -- jobs import the checkout's src/ -----------------------------------------------------------------
+def test_conda_runs_without_the_search_path_flag_stop_with_the_reason():
+    """Snakemake unsets PYTHONPATH in conda envs unless --conda-not-block-search-path-envvars:
+    the workflow profile sets it, and a run without it (--workflow-profile none) is refused."""
+    profile = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+    assert profile["conda-not-block-search-path-envvars"] is True
+    command = [SNAKEMAKE, "--list-rules", "--sdm", "conda"]
+    refused = subprocess.run([*command, "--workflow-profile", "none"], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode != 0 and "--conda-not-block-search-path-envvars" in refused.stderr, refused.stderr
+    listed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert listed.returncode == 0 and "prepare_split" in listed.stdout, listed.stderr[-2000:]
+
+
+MARK = """
+import json as _json, os as _os, sys as _sys
+with open({log!r}, "a") as _log:
+    _log.write(_json.dumps({{"argv": _sys.argv[0], "file": __file__, "path": _os.environ.get("PYTHONPATH")}}) + "\\n")
+"""
+
+
+@pytest.mark.e2e
+def test_a_job_imports_its_checkouts_package_first_on_pythonpath(tmp_path):
+    """A copy of the checkout whose package logs each import: prepare_split's job imports the
+    copy's package, ahead of an icldistill on the caller's PYTHONPATH (kept behind it) and of
+    the one installed in this environment."""
+    copy, workdir, decoy, model = (tmp_path / name for name in ("checkout", "work", "decoy", "model"))
+    for folder in ("src", "workflow", "config", "report", "profiles"):
+        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "Snakefile", copy)
+    imports = tmp_path / "imports.jsonl"
+    with open(copy / "src" / PACKAGE / "__init__.py", "a") as init:
+        init.write(MARK.format(log=str(imports)))
+    (decoy / PACKAGE).mkdir(parents=True)
+    (decoy / PACKAGE / "__init__.py").write_text("raise ImportError('the icldistill on the caller PYTHONPATH')\n")
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    workdir.mkdir()
+    config = small_grid_config(model, max_examples=2, max_new_tokens={})
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config | {"data": {"source": "local", "path": str(MINI)}}))
+
+    result = subprocess.run(
+        [SNAKEMAKE, "-s", str(copy / "Snakefile"), "--directory", str(workdir), "-j", "1"]
+        + ["--configfile", str(workdir / "config.yaml"), "results/data/nli/test.en.jsonl"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(decoy)),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = [json.loads(line) for line in imports.read_text().splitlines()]
+    job = next((j for j in jobs if j["argv"].endswith("prepare_split.py")), None)
+    assert job is not None, f"the job did not import the copy's package: {jobs}"
+    assert Path(job["file"]).is_relative_to(copy / "src")
+    assert job["path"].split(os.pathsep) == [str(copy / "src"), str(decoy)]
