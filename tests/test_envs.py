@@ -22,7 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from .conftest import MINI, ROOT, small_grid_config
+from .conftest import ROOT, small_grid_config
 
 ENVS = ROOT / "envs"
 RULES = ROOT / "workflow" / "rules"
@@ -337,8 +337,7 @@ def test_a_job_imports_its_checkouts_package_first_on_pythonpath(tmp_path):
     model.mkdir()
     (model / "config.json").write_text("{}")
     workdir.mkdir()
-    config = small_grid_config(model, max_examples=2, max_new_tokens={})
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config | {"data": {"source": "local", "path": str(MINI)}}))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(small_grid_config(model, max_examples=2, max_new_tokens={})))
 
     result = subprocess.run(
         [SNAKEMAKE, "-s", str(copy / "Snakefile"), "--directory", str(workdir), "-j", "1"]
