@@ -326,7 +326,7 @@ def test_a_job_imports_its_checkouts_package_first_on_pythonpath(tmp_path):
     copy's package, ahead of an icldistill on the caller's PYTHONPATH (kept behind it) and of
     the one installed in this environment."""
     copy, workdir, decoy, model = (tmp_path / name for name in ("checkout", "work", "decoy", "model"))
-    for folder in ("src", "workflow", "config", "report", "profiles"):
+    for folder in ("src", "workflow", "envs", "config", "report", "profiles"):
         shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(ROOT / "Snakefile", copy)
     imports = tmp_path / "imports.jsonl"
@@ -340,8 +340,8 @@ def test_a_job_imports_its_checkouts_package_first_on_pythonpath(tmp_path):
     (workdir / "config.yaml").write_text(yaml.safe_dump(small_grid_config(model, max_examples=2, max_new_tokens={})))
 
     result = subprocess.run(
-        [SNAKEMAKE, "-s", str(copy / "Snakefile"), "--directory", str(workdir), "-j", "1"]
-        + ["--configfile", str(workdir / "config.yaml"), "results/data/nli/test.en.jsonl"],
+        [SNAKEMAKE, "results/data/nli/test.en.jsonl", "-s", str(copy / "Snakefile"), "--directory", str(workdir)]
+        + ["-j", "1", "--configfile", str(workdir / "config.yaml")],
         capture_output=True,
         text=True,
         env=dict(os.environ, PYTHONPATH=str(decoy)),
