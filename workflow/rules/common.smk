@@ -1,13 +1,43 @@
 """What every stage shares: config validation, path patterns, grid expansion."""
 
+import os
 import re
 from types import SimpleNamespace
 import sys
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# Every job imports this checkout's package, never an installed icldistill (another clone's code):
+# src/ leads PYTHONPATH in the environment that job processes inherit. A cluster job's own
+# snakemake reads this file again, so it holds there too. The envs (envs/*.yaml) hold only
+# dependencies; Snakemake unsets PYTHONPATH in them unless --conda-not-block-search-path-envvars,
+# which the workflow profile (profiles/default/config.yaml) sets.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != SRC:
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [SRC, os.environ.get("PYTHONPATH")])
+    )
+
+
+# declared, so that executors whose jobs do not inherit this environment pass it on
+envvars:
+    "PYTHONPATH",
+
+
+_deployment = workflow.deployment_settings
+if (
+    _deployment is not None
+    and DeploymentMethod.CONDA in _deployment.deployment_method
+    and not _deployment.conda_not_block_search_path_envvars
+):
+    raise WorkflowError(
+        "--sdm conda needs --conda-not-block-search-path-envvars (profiles/default/config.yaml "
+        "sets it; --workflow-profile replaces that profile): without it Snakemake unsets "
+        f"PYTHONPATH in the envs and the jobs cannot import {SRC}"
+    )
 
 from icldistill import fingerprint
 from icldistill.cluster import declared_keys, job_resource
