@@ -100,7 +100,8 @@ def job_tokens(rule: str, artifact: str | None) -> dict[str, float | None]:
     if rule == "teacher_cache":
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
+        # the header only: numpy is enough, the report's environment has no torch
+        with safe_open(str(path), framework="numpy") as f:
             header = json.loads((f.metadata() or {}).get("header", "{}"))
         return {
             "tokens": header.get("tokens"),
