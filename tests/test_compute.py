@@ -113,3 +113,25 @@ def test_rule_summary_splits_heavy_jobs_into_start_up_loading_and_compute(tmp_pa
     compute.main([str(results)])
     printed = capsys.readouterr().out
     assert "inference" in printed and "all jobs" in printed and "29.0 s" in printed
+
+
+def test_the_report_prints_the_compute_section(jobs, tmp_path):
+    """RESULTS.md with a compute table: the per-stage and per-condition tables, Base's cost being
+    its evaluation alone."""
+    import pandas as pd
+
+    from icldistill.render import render_report
+
+    cells = pd.DataFrame(
+        [("m", "nli", c, lang, "accuracy", v, 10) for c, v in (("base", 40.0), ("finetuned", 50.0), ("distilled", 55.0))
+         for lang in ("en", "de")],
+        columns=["model", "task", "condition", "language", "metric", "value", "n"],
+    )  # fmt: skip
+    text = render_report(cells, tmp_path, compute=compute.job_rows(jobs)).read_text(encoding="utf-8")
+    section = text.split("## Compute", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines()
+            if line.startswith("| ")}  # fmt: skip
+    assert rows["inference"][1:3] == ["3 (2 timed)", "55 s"]
+    assert rows["Base"] == ["Base", "0", "0", "25 s", "25 s", "40.0"]
+    assert rows["Fine-Tuned"][2:5] == ["1 min 04 s", "30 s", "1 min 34 s"]
+    assert rows["Distilled"][4] == "—"

@@ -635,7 +635,7 @@ def compute_jobs():
                     f"{BENCH}/convert_gguf_model/{m}.tsv",
                     None,
                     c,
-                    model=m,
+                    model=display_name(config, m),
                 )
     for m, t in pairs:
         for c in reported:
@@ -648,9 +648,9 @@ def compute_jobs():
                 add(
                     "infer",
                     f"{BENCH}/infer/{m}.{t}.{run}.tsv",
-                    PREDICTIONS_DIR.format(model=m, task=t, condition=run),
+                    PREDICTIONS_DIR.format(model=display_name(config, m), task=t, condition=run),
                     c,
-                    model=m,
+                    model=display_name(config, m),
                     task=t,
                     condition=run,
                 )
@@ -658,9 +658,9 @@ def compute_jobs():
         add(
             "train",
             f"{BENCH}/train/{m}.{scope}.{run}.tsv",
-            ADAPTER.format(model=m, scope=scope, condition=run),
+            ADAPTER.format(model=display_name(config, m), scope=scope, condition=run),
             c,
-            model=m,
+            model=display_name(config, m),
             task=scope,
             condition=run,
         )
@@ -670,9 +670,9 @@ def compute_jobs():
                 add(
                     "teacher_cache",
                     f"{BENCH}/teacher_cache/{m}.{t}.{k}shot.tsv",
-                    TEACHER.format(model=m, task=t, tshots=k),
+                    TEACHER.format(model=display_name(config, m), task=t, tshots=k),
                     c,
-                    model=m,
+                    model=display_name(config, m),
                     task=t,
                     condition=f"{k}-shot teacher",
                 )

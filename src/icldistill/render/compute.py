@@ -64,9 +64,7 @@ def compute_context(
         ]
         for s in stages
     ]
-    ids = cells.loc[cells["model"] == focus_model, "model_id"] if "model_id" in cells else pd.Series(dtype=str)
-    model_id = ids.iloc[0] if len(ids) else focus_model
-    costs = compute.condition_costs(list(rows), model_id, list(conditions))
+    costs = compute.condition_costs(list(rows), focus_model, list(conditions))
     condition_table = [
         [
             labels.get(c["condition"], c["condition"]),
@@ -94,10 +92,12 @@ def compute_context(
                 "Tokens/s",
             ],
             "rows": stage_table,
+            "notes": False,
         },
         "conditions": {
             "header": ["Condition", "Teacher", "Training", "Evaluation", "Total", "Avg Score"],
             "rows": condition_table,
+            "notes": False,
         },
         "total": duration(total),
         "untimed": sum(s["jobs"] - s["timed"] for s in stages),
