@@ -39,22 +39,9 @@ STAGES = {
 STAGE_ORDER = list(dict.fromkeys(STAGES.values()))
 #: what a condition's cost is made of, by stage
 COST_PARTS = {"teacher": "teacher", "training": "training", "inference": "evaluation"}
-COLUMNS = [
-    "stage",
-    "rule",
-    "job",
-    "model",
-    "task",
-    "condition",
-    "conditions",
-    "seconds",
-    "max_rss_mib",
-    "cpu_seconds",
-    "load_seconds",
-    "compute_seconds",
-    "tokens",
-    "tokens_per_s",
-]
+#: the figures of a job row (the rest are names)
+NUMERIC = ("seconds", "max_rss_mib", "cpu_seconds", "load_seconds", "compute_seconds", "tokens", "tokens_per_s")
+COLUMNS = ["stage", "rule", "job", "model", "task", "condition", "conditions", *NUMERIC]
 
 
 def read_benchmark(path: str | Path) -> dict[str, float] | None:
@@ -168,15 +155,7 @@ def read_compute(path: str | Path | None) -> list[dict[str, Any]]:
     with Path(path).open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
-        for key in (
-            "seconds",
-            "max_rss_mib",
-            "cpu_seconds",
-            "load_seconds",
-            "compute_seconds",
-            "tokens",
-            "tokens_per_s",
-        ):
+        for key in NUMERIC:
             row[key] = _number(row[key]) if row[key] != "" else None
         row["conditions"] = [c for c in row["conditions"].split(";") if c]
     return rows
