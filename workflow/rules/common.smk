@@ -648,7 +648,7 @@ def compute_jobs():
                 add(
                     "infer",
                     f"{BENCH}/infer/{m}.{t}.{run}.tsv",
-                    PREDICTIONS_DIR.format(model=display_name(config, m), task=t, condition=run),
+                    PREDICTIONS_DIR.format(model=m, task=t, condition=run),
                     c,
                     model=display_name(config, m),
                     task=t,
@@ -658,7 +658,7 @@ def compute_jobs():
         add(
             "train",
             f"{BENCH}/train/{m}.{scope}.{run}.tsv",
-            ADAPTER.format(model=display_name(config, m), scope=scope, condition=run),
+            ADAPTER.format(model=m, scope=scope, condition=run),
             c,
             model=display_name(config, m),
             task=scope,
@@ -670,7 +670,7 @@ def compute_jobs():
                 add(
                     "teacher_cache",
                     f"{BENCH}/teacher_cache/{m}.{t}.{k}shot.tsv",
-                    TEACHER.format(model=display_name(config, m), task=t, tshots=k),
+                    TEACHER.format(model=m, task=t, tshots=k),
                     c,
                     model=display_name(config, m),
                     task=t,
