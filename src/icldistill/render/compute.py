@@ -39,7 +39,6 @@ def count(value: float | None, digits: int = 0) -> str:
 
 def compute_context(
     rows: Sequence[Mapping],
-    cells: pd.DataFrame,
     focus_model: str,
     conditions: Sequence[str],
     labels: Mapping[str, str],

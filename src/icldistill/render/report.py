@@ -731,7 +731,7 @@ def build_context(
             labels,
         ),
         "run_record": run_record_context(run_record),
-        "compute": compute_context(compute or [], cells, focus_model, conditions, labels, summary),
+        "compute": compute_context(compute or [], focus_model, conditions, labels, summary),
     }
 
 
