@@ -72,7 +72,7 @@ def _number(value: Any) -> float | None:
 
 def job_tokens(rule: str, artifact: str | None) -> dict[str, float | None]:
     """Tokens (and model-loading seconds where recorded) of a job, from what it wrote:
-    an inference job's ``stats.json``, a teacher cache's header, a trained adapter's
+    an inference job's ``stats.json``, a teacher job's ``<cache>.stats.json``, a trained adapter's
     ``summary.json``."""
     none = {"tokens": None, "load_seconds": None, "compute_seconds": None}
     if not artifact or not Path(artifact).exists():
@@ -85,15 +85,11 @@ def job_tokens(rule: str, artifact: str | None) -> dict[str, float | None]:
             tokens = stats["prompt_tokens"] + stats.get("output_tokens", 0)
         return {"tokens": tokens, "load_seconds": stats.get("load_seconds"), "compute_seconds": stats.get("seconds")}
     if rule == "teacher_cache":
-        from safetensors import safe_open
-
-        # the header only: numpy is enough, the report's environment has no torch
-        with safe_open(str(path), framework="numpy") as f:
-            header = json.loads((f.metadata() or {}).get("header", "{}"))
+        stats = json.loads(path.read_text(encoding="utf-8"))
         return {
-            "tokens": header.get("tokens"),
-            "load_seconds": header.get("load_seconds"),
-            "compute_seconds": header.get("seconds"),
+            "tokens": stats.get("tokens"),
+            "load_seconds": stats.get("load_seconds"),
+            "compute_seconds": stats.get("seconds"),
         }
     if rule == "train":
         summary = path / "summary.json"

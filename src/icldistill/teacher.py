@@ -181,6 +181,7 @@ def build_teacher_cache(
     settings: dict[str, Any],
     model_name: str,
     template_kwargs: dict[str, Any] | None = None,
+    stats_file: str | None = None,
 ) -> dict[str, Any]:
     """The teacher rule: build the teacher sequences of the training rows (``rows_file``) —
     each row's prompt with the demonstrations of ``demos_file`` (the Few-Shot prompt; none for
@@ -214,12 +215,17 @@ def build_teacher_cache(
         "example_ids": [e.id for e in examples],
         "prefix_tokens": len(prefix),
         "sequences_hash": sequences_hash(examples),
-        # for the Compute section: the tokens the model read (the prefix once) and the time
-        "tokens": len(prefix) + sum(len(e.input_ids) for e in examples),
-        "seconds": round(seconds, 2),
-        "load_seconds": round(loaded - began, 2),
     }
     save_teacher_cache(out_file, tensors, header)
+    if stats_file:
+        # for the Compute section: the tokens the model read (the prefix once) and the time. Not
+        # in the cache's header: a rebuilt cache is byte-identical, timings are not
+        tokens = len(prefix) + sum(len(e.input_ids) for e in examples)
+        from .data import write_json
+
+        write_json(
+            stats_file, {"tokens": tokens, "seconds": round(seconds, 2), "load_seconds": round(loaded - began, 2)}
+        )
     n_tokens = tensors["values"].shape[0]
     size = sum(t.numel() * t.element_size() for t in tensors.values())
     stats = {

@@ -144,6 +144,8 @@ PROMPTS_DIR = "results/{model}/{task}/prompts/{shots}shot"
 PREDICTIONS_DIR = "results/{model}/{task}/{condition}/predictions"
 METRICS = "results/{model}/{task}/{condition}/metrics/{lang}.json"
 TEACHER = "results/{model}/{task}/teacher/{tshots}shot.safetensors"
+# the teacher job's tokens and timings (the Compute section), beside the byte-reproducible cache
+TEACHER_STATS = "results/{model}/{task}/teacher/{tshots}shot.stats.json"
 # trained conditions: one run per task (per_task) or one over all tasks (scope "multitask")
 ADAPTER = "results/{model}/{scope}/{condition}/adapter"
 TRAIN_LOG = "results/{model}/{scope}/{condition}/train_log.csv"
@@ -670,7 +672,7 @@ def compute_jobs():
                 add(
                     "teacher_cache",
                     f"{BENCH}/teacher_cache/{m}.{t}.{k}shot.tsv",
-                    TEACHER.format(model=m, task=t, tshots=k),
+                    TEACHER_STATS.format(model=m, task=t, tshots=k),
                     c,
                     model=display_name(config, m),
                     task=t,

@@ -7,6 +7,7 @@ rule teacher_cache:
         demos=lambda wc: demos_files(wc.task, wc.tshots, ["en"]),
     output:
         cache=TEACHER,
+        stats=TEACHER_STATS,
     log:
         f"{LOGS}/teacher_cache/{{model}}.{{task}}.{{tshots}}shot.log",
     benchmark:
