@@ -122,6 +122,38 @@ def test_grid_writes_cells_results_and_figures(finished_run):
         assert f"figures/{figure}" in results
 
 
+def test_every_job_has_a_benchmark_record_and_the_compute_table_sums_them(finished_run):
+    """Every rule writes a benchmark record; compute.csv lists each inference, teacher and
+    training job once, with its record's wall time and the tokens it processed, and the report's
+    Compute section prices each condition: Distilled (teacher + training + evaluation) costs more
+    than Base (evaluation only)."""
+    bench = finished_run / "results" / "benchmarks"
+    logs = finished_run / "results" / "logs"
+    logged = {p.relative_to(logs).with_suffix("") for p in logs.rglob("*.log")}
+    recorded = {p.relative_to(bench).with_suffix("") for p in bench.rglob("*.tsv")}
+    # render_results' record appears after the run's last job: compare the jobs before it
+    assert logged - {Path("render_results")} <= recorded
+    compute = pd.read_csv(finished_run / "results" / "tables" / "compute.csv")
+    per_rule = compute.groupby("rule").size().to_dict()
+    # 5 tasks × 6 conditions, distilled_lam01 has its own run; 2 teacher shots × 5 tasks; 4 runs × 5
+    assert per_rule == {"infer": 30, "teacher_cache": 10, "train": 20}
+    assert compute.seconds.gt(0).all() and compute.max_rss_mib.gt(0).all()
+    assert compute.tokens.gt(0).all() and compute.tokens_per_s.gt(0).all()
+    record = pd.read_csv(bench / "infer" / "tiny.nli.base.tsv", sep="\t")
+    row = compute[(compute.rule == "infer") & (compute.job == "tiny.nli.base")].iloc[0]
+    assert row.seconds == pytest.approx(record.s[0]) and row.conditions == "base"
+    # the 2-shot teacher of NLI serves Distilled and distilled_lam01
+    teacher = compute[(compute.rule == "teacher_cache") & (compute.job == "tiny.nli.2shot")].iloc[0]
+    assert sorted(teacher.conditions.split(";")) == ["distilled", "distilled_lam01"]
+    results = (finished_run / "results" / "RESULTS.md").read_text(encoding="utf-8")
+    assert "## Compute" in results
+    section = results.split("## Compute", 1)[1].split("\n## ", 1)[0]
+    lines = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    assert {"inference", "teacher", "training"} <= set(lines)
+    base = [cell.strip() for cell in lines["Base"].split("|")[1:-1]]
+    assert base[1:3] == ["0", "0"] and base[3] != "—"
+
+
 def test_prompts_predictions_and_metrics_are_per_language(finished_run):
     base = finished_run / "results" / "tiny"
     # one file per language, and the folder's manifest (written last)

@@ -902,3 +902,16 @@ def test_task_bars_carry_interval_bars_and_label_tasks_a_chance_line():
     assert spans == [(8.0, 16.0), (20.0, 42.0), (55.0, 70.0)]
     chance = [c for c in axes.collections if isinstance(c, LineCollection) and c.get_label() == "chance"]
     assert len(chance) == 1 and chance[0].get_segments()[0][0][1] == pytest.approx(100 / 3)
+
+
+def test_no_rule_line_turns_the_paragraph_above_it_into_a_heading(tmp_path):
+    """A ``---`` right under a line of text is a setext heading in Markdown: every horizontal
+    rule of the report has a blank line above it (the cross-lingual paragraph, followed by the
+    intervals section, once had none)."""
+    cells = pd.read_csv(SEED_CELLS)
+    cells["ci_low"], cells["ci_high"] = cells["value"] - 1, cells["value"] + 1
+    lines = render_report(cells, tmp_path).read_text(encoding="utf-8").splitlines()
+    assert any(line.startswith("## 95 % Intervals per Cell") for line in lines)
+    assert "### Cross-Lingual Transfer (Distilled Condition)" in lines
+    glued = [lines[i - 1] for i, line in enumerate(lines) if line == "---" and i and lines[i - 1].strip()]
+    assert not glued

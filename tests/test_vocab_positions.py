@@ -10,6 +10,7 @@ of the sequence fed in.
 from __future__ import annotations
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
 from icldistill.data import read_jsonl
@@ -23,7 +24,8 @@ from .conftest import training_files
 @pytest.fixture
 def projected(monkeypatch):
     """(input length, positions projected by the output layer) for every forward pass of
-    every model loaded while the test runs."""
+    every model loaded while the test runs; ``grad`` marks the passes that build a graph
+    (training steps, not the trainer's one-time check of its answer head)."""
     seen: list[tuple[int, int]] = []
     original = AutoModelForCausalLM.from_pretrained
 
@@ -31,7 +33,14 @@ def projected(monkeypatch):
         model = original(*args, **kwargs)
         length = {}
         model.get_input_embeddings().register_forward_hook(lambda m, i, o: length.__setitem__("T", o.shape[1]))
-        model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append((length["T"], o.shape[1])))
+
+        def projected(module, inputs, output):
+            # [B, T', V] from a forward (positions per row), [N, V] from the trainer's answer
+            # head (answer tokens of the whole batch)
+            n = output.shape[1] if output.dim() == 3 else output.shape[0]
+            seen.append((length["T"], n, torch.is_grad_enabled()))
+
+        model.get_output_embeddings().register_forward_hook(projected)
         return model
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", load)
@@ -62,8 +71,8 @@ def test_teacher_cache_projects_only_answer_positions(tiny_model_dir, nli_files,
     # the 5-shot prefix is encoded once with one projected position; each batch projects its
     # longest answer's positions, plus one (the slice keeps the position after the answer)
     budget = _answer_tokens(tiny_model_dir, rows) + 1
-    assert projected and max(p for _, p in projected) <= budget, projected
-    assert max(t for t, _ in projected) > 10 * budget, projected  # the prompt itself was long
+    assert projected and max(p for _, p, _ in projected) <= budget, projected
+    assert max(t for t, _, _ in projected) > 10 * budget, projected  # the prompt itself was long
 
 
 def test_training_projects_only_answer_positions(tiny_model_dir, nli_files, projected, tmp_path):
@@ -71,9 +80,9 @@ def test_training_projects_only_answer_positions(tiny_model_dir, nli_files, proj
     settings = {"max_steps": 2, "batch_size": 4, "lr": 1e-3, "warmup_steps": 0, "checkpoint_every": 0}
     out = tmp_path / "adapter"
     run_training(str(tiny_model_dir), ["nli"], [str(rows)], [], str(out), str(out) + ".csv", settings)
-    steps = [(t, p) for t, p in projected if t > 1]
+    steps = [(t, p) for t, p, grad in projected if grad]
     assert len(steps) == 2, projected
-    # the union of the 4 rows' answer positions (right padding: they differ per row)
+    # at most the 4 rows' answer tokens (each row's own positions; never a prompt position)
     budget = 4 * _answer_tokens(tiny_model_dir, rows)
     assert all(p <= budget < t for t, p in steps), steps
 
@@ -91,5 +100,5 @@ def test_loglik_scoring_projects_only_choice_positions(tiny_model_dir, nli_files
     scores = backend.loglik(prompts, list(task.labels))
     assert len(scores) == 4 and all(len(s) == len(task.labels) for s in scores)
     budget = _answer_tokens(tiny_model_dir, rows) + 1
-    batches = [(t, p) for t, p in projected if t > 1]
+    batches = [(t, p) for t, p, _ in projected if t > 1]
     assert batches and all(p <= budget for _, p in batches), batches

@@ -12,7 +12,7 @@ from typing import Any
 
 from .backends.base import choice_text
 from .data import read_jsonl, write_jsonl
-from .prompts import PLAIN_STOP, PromptSet
+from .prompts import PLAIN_STOP, PromptSet, encode_prompts
 from .tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -150,18 +150,22 @@ def run_inference(
     out_files: list[str],
     settings: dict[str, Any],
     adapter: str | Path | None = None,
+    stats_file: str | Path | None = None,
 ) -> None:
-    """Predict every language of one (model, task, condition); files are aligned by position."""
+    """Predict every language of one (model, task, condition); files are aligned by position.
+    ``stats_file`` receives the job's figures for the Compute section (tokens, seconds)."""
     if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
         model_path, adapter = adapter, None  # a full fine-tune is a model folder of its own
     cells = [
         (PromptSet.from_json(json.loads(Path(p).read_text(encoding="utf-8"))), read_jsonl(d))
         for p, d in zip(prompt_files, data_files, strict=True)
     ]
+    began = time.perf_counter()
     backend = make_backend(model_path, settings, adapter)
     start = time.perf_counter()
     try:
         predictions = predict_cells(backend, task_id, cells, settings)
+        stats = job_tokens(backend, cells, predictions) if stats_file is not None else {}
     finally:
         close_backend(backend)
     seconds = time.perf_counter() - start
@@ -171,3 +175,21 @@ def run_inference(
         # an example cut to fit the context keeps the count of cut characters with its output
         marked = [r | {"cut_chars": c} if c else r for r, c in zip(rows, prompts.cut or [0] * len(rows), strict=True)]
         write_jsonl(out_file, marked)
+    if stats_file is not None:
+        stats |= {"examples": n, "load_seconds": round(start - began, 2), "seconds": round(seconds, 2)}
+        Path(stats_file).write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
+
+
+def job_tokens(backend: Any, cells: list[tuple[PromptSet, list[dict]]], predictions: list[list[dict]]) -> dict:
+    """Tokens an inference job processed: each cell's shared prefix once and every suffix (what
+    the model reads with prefix reuse), and the outputs as the tokenizer reads them."""
+    tokenizer = getattr(backend, "tokenizer", None)
+    if tokenizer is None:
+        return {}
+    prompt = 0
+    for prompts, _ in cells:
+        prefix, suffixes = encode_prompts(tokenizer, prompts)
+        prompt += len(prefix) + sum(map(len, suffixes))
+    texts = [r["output"] for rows in predictions for r in rows]
+    output = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False).input_ids) if texts else 0
+    return {"prompt_tokens": prompt, "output_tokens": output}

@@ -181,6 +181,7 @@ def build_teacher_cache(
     settings: dict[str, Any],
     model_name: str,
     template_kwargs: dict[str, Any] | None = None,
+    stats_file: str | None = None,
 ) -> dict[str, Any]:
     """The teacher rule: build the teacher sequences of the training rows (``rows_file``) —
     each row's prompt with the demonstrations of ``demos_file`` (the Few-Shot prompt; none for
@@ -191,7 +192,9 @@ def build_teacher_cache(
     from .inference import close_backend, make_backend
     from .train.examples import build_sequences, sequences_hash, tokenizer_hash
 
+    began = time.perf_counter()
     backend = make_backend(model_path, settings | {"top_k": top_k}, purpose="teacher")
+    loaded = time.perf_counter()
     rows = read_jsonl(rows_file)
     demos = read_demonstrations(demos_file) if demos_file else None
     prefix, examples = build_sequences(backend.tokenizer, task_id, rows, demos, template_kwargs)
@@ -214,6 +217,15 @@ def build_teacher_cache(
         "sequences_hash": sequences_hash(examples),
     }
     save_teacher_cache(out_file, tensors, header)
+    if stats_file:
+        # for the Compute section: the tokens the model read (the prefix once) and the time. Not
+        # in the cache's header: a rebuilt cache is byte-identical, timings are not
+        tokens = len(prefix) + sum(len(e.input_ids) for e in examples)
+        from .data import write_json
+
+        write_json(
+            stats_file, {"tokens": tokens, "seconds": round(seconds, 2), "load_seconds": round(loaded - began, 2)}
+        )
     n_tokens = tensors["values"].shape[0]
     size = sum(t.numel() * t.element_size() for t in tensors.values())
     stats = {

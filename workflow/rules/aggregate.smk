@@ -27,11 +27,21 @@ rule collect_cells:
             caption="../../report/captions/paired.rst",
             category="Tables",
         ),
+        compute=report(
+            COMPUTE_TABLE,
+            caption="../../report/captions/compute.rst",
+            category="Tables",
+        ),
     log:
         f"{LOGS}/collect_cells.log",
+    benchmark:
+        f"{BENCH}/collect_cells.tsv",
     conda:
         "../../envs/report.yaml"
     params:
+        # benchmark records and token counts are read, not declared: every job listed is
+        # upstream of this one (through the metrics and training logs) and finished before it
+        compute_jobs=compute_jobs(),
         stats=config.get("stats") or {},
         pairs=comparisons(config),
         conditions=condition_rows(config),

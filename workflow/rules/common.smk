@@ -1,12 +1,43 @@
 """What every stage shares: config validation, path patterns, grid expansion."""
 
+import os
 import re
+from types import SimpleNamespace
 import sys
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# Every job imports this checkout's package, never an installed icldistill (another clone's code):
+# src/ leads PYTHONPATH in the environment that job processes inherit. A cluster job's own
+# snakemake reads this file again, so it holds there too. The envs (envs/*.yaml) hold only
+# dependencies; Snakemake unsets PYTHONPATH in them unless --conda-not-block-search-path-envvars,
+# which the workflow profile (profiles/default/config.yaml) sets.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != SRC:
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [SRC, os.environ.get("PYTHONPATH")])
+    )
+
+
+# declared, so that executors whose jobs do not inherit this environment pass it on
+envvars:
+    "PYTHONPATH",
+
+
+_deployment = workflow.deployment_settings
+if (
+    _deployment is not None
+    and DeploymentMethod.CONDA in _deployment.deployment_method
+    and not _deployment.conda_not_block_search_path_envvars
+):
+    raise WorkflowError(
+        "--sdm conda needs --conda-not-block-search-path-envvars (profiles/default/config.yaml "
+        "sets it; --workflow-profile replaces that profile): without it Snakemake unsets "
+        f"PYTHONPATH in the envs and the jobs cannot import {SRC}"
+    )
 
 from icldistill import fingerprint
 from icldistill.cluster import declared_keys, job_resource
@@ -125,6 +156,8 @@ PROMPTS_DIR = "results/{model}/{task}/prompts/{shots}shot"
 PREDICTIONS_DIR = "results/{model}/{task}/{condition}/predictions"
 METRICS = "results/{model}/{task}/{condition}/metrics/{lang}.json"
 TEACHER = "results/{model}/{task}/teacher/{tshots}shot.safetensors"
+# the teacher job's tokens and timings (the Compute section), beside the byte-reproducible cache
+TEACHER_STATS = "results/{model}/{task}/teacher/{tshots}shot.stats.json"
 # trained conditions: one run per task (per_task) or one over all tasks (scope "multitask")
 ADAPTER = "results/{model}/{scope}/{condition}/adapter"
 TRAIN_LOG = "results/{model}/{scope}/{condition}/train_log.csv"
@@ -141,6 +174,8 @@ PAIRED_TABLE = "results/tables/paired.csv"
 RESULTS_MD = "results/RESULTS.md"
 FIGURE = "results/figures/{name}.png"
 LOGS = "results/logs"
+#: Snakemake's benchmark record of every job (wall time, peak memory, CPU time), beside its log
+BENCH = "results/benchmarks"
 REPORT_TEMPLATE = str(Path(workflow.basedir) / "report" / "templates" / "results.md.j2")
 
 
@@ -645,3 +680,76 @@ def partial_report():
             f"shown as stale, not as results); partial report: {path}",
             file=sys.stderr,
         )
+
+
+# -- compute: the heavy jobs of the grid and what each serves ------------------------------
+COMPUTE_TABLE = "results/tables/compute.csv"
+
+
+def compute_jobs():
+    """Every model-conversion, inference, teacher and training job of the grid: its rule,
+    benchmark record, the file holding its token count, and the reported conditions it serves
+    (icldistill.compute reads them into results/tables/compute.csv)."""
+    jobs = {}
+
+    def add(rule, benchmark, artifact, serves, **fields):
+        job = jobs.setdefault(
+            benchmark,
+            {"rule": rule, "benchmark": benchmark, "artifact": artifact, "conditions": []}
+            | fields,
+        )
+        if serves not in job["conditions"]:
+            job["conditions"].append(serves)
+
+    pairs = list(dict.fromkeys((c.model, c.task) for c in cells(config)))
+    reported = [c for c in CONDITIONS if c not in SEED_RUNS]
+    for m in MODELS:
+        if is_gguf(m):
+            for c in reported:
+                add(
+                    "convert_gguf_model",
+                    f"{BENCH}/convert_gguf_model/{m}.tsv",
+                    None,
+                    c,
+                    model=display_name(config, m),
+                )
+    for m, t in pairs:
+        for c in reported:
+            members = seed_members(config, c) if c in REPLICATED else [c]
+            if c in BEST:
+                members = sweep_members(config, c)
+            for member in members:
+                wc = SimpleNamespace(task=t, condition=member)
+                run = run_of(wc)
+                add(
+                    "infer",
+                    f"{BENCH}/infer/{m}.{t}.{run}.tsv",
+                    PREDICTIONS_DIR.format(model=m, task=t, condition=run),
+                    c,
+                    model=display_name(config, m),
+                    task=t,
+                    condition=run,
+                )
+    for m, scope, c, run, seed in all_trained():
+        add(
+            "train",
+            f"{BENCH}/train/{m}.{scope}.{run}.tsv",
+            ADAPTER.format(model=m, scope=scope, condition=run),
+            c,
+            model=display_name(config, m),
+            task=scope,
+            condition=run,
+        )
+        if train_settings(config, run, scope_tasks(scope))["loss"] == "kd":
+            for t in scope_tasks(scope):
+                k = teacher_shots(config, run, t)
+                add(
+                    "teacher_cache",
+                    f"{BENCH}/teacher_cache/{m}.{t}.{k}shot.tsv",
+                    TEACHER_STATS.format(model=m, task=t, tshots=k),
+                    c,
+                    model=display_name(config, m),
+                    task=t,
+                    condition=f"{k}-shot teacher",
+                )
+    return list(jobs.values())

@@ -11,6 +11,8 @@ rule prepare_split:
         manifest=DATA_MANIFEST,
     log:
         f"{LOGS}/prepare_split/{{task}}.{{split}}.{{lang}}.log",
+    benchmark:
+        f"{BENCH}/prepare_split/{{task}}.{{split}}.{{lang}}.tsv",
     conda:
         "../../envs/data.yaml"
     params:
@@ -31,6 +33,8 @@ rule draw_demonstrations:
         demos=DEMOS,
     log:
         f"{LOGS}/draw_demonstrations/{{task}}.{{shots}}shot.{{lang}}.log",
+    benchmark:
+        f"{BENCH}/draw_demonstrations/{{task}}.{{shots}}shot.{{lang}}.tsv",
     wildcard_constraints:
         shots=r"[1-9]\d*",
     conda:
@@ -55,6 +59,8 @@ rule select_training_rows:
         rows=TRAIN_ROWS,
     log:
         f"{LOGS}/select_training_rows/{{task}}.log",
+    benchmark:
+        f"{BENCH}/select_training_rows/{{task}}.tsv",
     conda:
         "../../envs/data.yaml"
     params:

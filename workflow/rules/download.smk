@@ -17,6 +17,8 @@ rule download_model:
         marker=DOWNLOADED_MODEL,
     log:
         f"{LOGS}/download_model/{{model}}.log",
+    benchmark:
+        f"{BENCH}/download_model/{{model}}.tsv",
     wildcard_constraints:
         model=one_of(HUB_MODELS),
     conda:
@@ -35,6 +37,8 @@ rule download_data:
         marker=DOWNLOADED_DATA,
     log:
         f"{LOGS}/download_data/{{dataset}}/{{subset}}.log",
+    benchmark:
+        f"{BENCH}/download_data/{{dataset}}/{{subset}}.tsv",
     wildcard_constraints:
         dataset=one_of(sorted({d.dataset for d in HUB_DATA})),
         subset=one_of(sorted({d.subset for d in HUB_DATA})),

@@ -11,6 +11,8 @@ rule infer:
         predictions=directory(PREDICTIONS_DIR),
     log:
         f"{LOGS}/infer/{{model}}.{{task}}.{{condition}}.log",
+    benchmark:
+        f"{BENCH}/infer/{{model}}.{{task}}.{{condition}}.tsv",
     conda:
         stage_env(config["generation"].get("backend", "hf"))
     threads: 8

@@ -7,6 +7,8 @@ rule score_cell:
         metrics=METRICS,
     log:
         f"{LOGS}/score_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+    benchmark:
+        f"{BENCH}/score_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.tsv",
     wildcard_constraints:
         condition=one_of(c for c in CONDITIONS if c not in BEST + REPLICATED),
     conda:
@@ -26,6 +28,8 @@ rule seed_cell:
         metrics=METRICS,
     log:
         f"{LOGS}/seed_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+    benchmark:
+        f"{BENCH}/seed_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.tsv",
     wildcard_constraints:
         condition=one_of(REPLICATED),
     conda:

@@ -6,6 +6,8 @@ rule convert_gguf_model:
         model=directory(MODEL_DIR),
     log:
         f"{LOGS}/convert_gguf_model/{{model}}.log",
+    benchmark:
+        f"{BENCH}/convert_gguf_model/{{model}}.tsv",
     conda:
         "../../envs/model.yaml"
     threads: 2

@@ -9,6 +9,8 @@ rule build_prompts:
         prompts=directory(PROMPTS_DIR),
     log:
         f"{LOGS}/build_prompts/{{model}}.{{task}}.{{shots}}shot.log",
+    benchmark:
+        f"{BENCH}/build_prompts/{{model}}.{{task}}.{{shots}}shot.tsv",
     conda:
         "../../envs/inference.yaml"
     params:

@@ -29,6 +29,8 @@ rule run_record:
         ),
     log:
         f"{LOGS}/run_record.log",
+    benchmark:
+        f"{BENCH}/run_record.tsv",
     conda:
         "../../envs/report.yaml"
     params:
@@ -48,6 +50,7 @@ rule render_results:
         selection=SELECTION_TABLE,
         training=TRAINING_TABLE,
         paired=PAIRED_TABLE,
+        compute=COMPUTE_TABLE,
         template=REPORT_TEMPLATE,
         run_record=RUN_RECORD,
         reference=reference_table(),
@@ -65,6 +68,8 @@ rule render_results:
         ],
     log:
         f"{LOGS}/render_results.log",
+    benchmark:
+        f"{BENCH}/render_results.tsv",
     conda:
         "../../envs/report.yaml"
     params:

@@ -13,6 +13,8 @@ use rule build_prompts as build_select_prompts with:
         prompts=directory(SELECT_PROMPTS_DIR),
     log:
         f"{LOGS}/build_select_prompts/{{model}}.{{task}}.{{shots}}shot.log",
+    benchmark:
+        f"{BENCH}/build_select_prompts/{{model}}.{{task}}.{{shots}}shot.tsv",
     params:
         model_path=lambda wc: model_path(wc.model),
         model_source=model_fingerprint,
@@ -38,6 +40,8 @@ use rule infer as infer_select with:
         predictions=directory(SELECT_PREDICTIONS_DIR),
     log:
         f"{LOGS}/infer_select/{{model}}.{{task}}.{{condition}}.log",
+    benchmark:
+        f"{BENCH}/infer_select/{{model}}.{{task}}.{{condition}}.tsv",
     params:
         model_path=lambda wc: model_path(wc.model),
         model_source=model_fingerprint,
@@ -53,6 +57,8 @@ use rule score_cell as score_select with:
         metrics=SELECT_METRICS,
     log:
         f"{LOGS}/score_select/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+    benchmark:
+        f"{BENCH}/score_select/{{model}}.{{task}}.{{condition}}.{{lang}}.tsv",
 
 
 use rule seed_cell as seed_select with:
@@ -62,6 +68,8 @@ use rule seed_cell as seed_select with:
         metrics=SELECT_METRICS,
     log:
         f"{LOGS}/seed_select/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+    benchmark:
+        f"{BENCH}/seed_select/{{model}}.{{task}}.{{condition}}.{{lang}}.tsv",
 
 
 rule select_lambda:
@@ -72,6 +80,8 @@ rule select_lambda:
         selection=SELECTION,
     log:
         f"{LOGS}/select_lambda/{{model}}.{{task}}.{{condition}}.log",
+    benchmark:
+        f"{BENCH}/select_lambda/{{model}}.{{task}}.{{condition}}.tsv",
     wildcard_constraints:
         condition=one_of(BEST),
     conda:
@@ -94,6 +104,8 @@ rule best_cell:
         metrics=METRICS,
     log:
         f"{LOGS}/best_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+    benchmark:
+        f"{BENCH}/best_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.tsv",
     wildcard_constraints:
         condition=one_of(BEST),
     conda:

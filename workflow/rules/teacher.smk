@@ -8,8 +8,11 @@ rule teacher_cache:
         demos=lambda wc: demos_files(wc.task, wc.tshots, ["en"]),
     output:
         cache=TEACHER,
+        stats=TEACHER_STATS,
     log:
         f"{LOGS}/teacher_cache/{{model}}.{{task}}.{{tshots}}shot.log",
+    benchmark:
+        f"{BENCH}/teacher_cache/{{model}}.{{task}}.{{tshots}}shot.tsv",
     conda:
         stage_env(teacher_backend())
     threads: 8

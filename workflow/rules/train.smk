@@ -15,6 +15,8 @@ rule train:
         ),
     log:
         f"{LOGS}/train/{{model}}.{{scope}}.{{condition}}.log",
+    benchmark:
+        f"{BENCH}/train/{{model}}.{{scope}}.{{condition}}.tsv",
     wildcard_constraints:
         condition=one_of(RUNS),
     conda:

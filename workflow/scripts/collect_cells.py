@@ -1,4 +1,5 @@
 from icldistill.aggregate import write_cells, write_paired, write_tables
+from icldistill.compute import write_compute
 from icldistill.logs import to_file
 
 to_file(snakemake.log[0])
@@ -23,3 +24,4 @@ write_paired(
     resamples=stats.get("resamples", 1000),
     seed=stats.get("seed", 0),
 )
+write_compute(snakemake.params.compute_jobs, snakemake.output.compute)

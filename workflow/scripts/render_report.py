@@ -1,3 +1,4 @@
+from icldistill.compute import read_compute
 from icldistill.logs import to_file
 from icldistill.render import read_cells, read_conditions, read_paired, read_selection, read_training, render_report
 from icldistill.render.reference import read_reference
@@ -25,4 +26,5 @@ render_report(
     }
     if reference
     else None,
+    compute=read_compute(snakemake.input.get("compute")),
 )

@@ -26,6 +26,7 @@ def main():
             [str(out / f"{lang}.jsonl") for lang in p.languages],
             p.settings,
             adapter=snakemake.input.adapter[0] if snakemake.input.adapter else None,
+            stats_file=out / "stats.json",
         )
 
 

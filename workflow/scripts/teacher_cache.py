@@ -24,6 +24,7 @@ def main():
         settings=p.settings,
         model_name=p.display_name,
         template_kwargs=p.template_kwargs,
+        stats_file=snakemake.output.stats,
     )
 
 

@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from icldistill.render import figures, tables
 from icldistill.render import reference as references
+from icldistill.render.compute import compute_context
 from icldistill.vocab import (
     CONDITION_LEGEND,
     TASK_DATASETS,
@@ -662,6 +663,7 @@ def build_context(
     paired: pd.DataFrame | None = None,
     run_record: Mapping | None = None,
     reference: Mapping | None = None,
+    compute: Sequence[Mapping] | None = None,
 ) -> dict:
     """Everything the template prints, as strings and lists of strings.
 
@@ -729,6 +731,7 @@ def build_context(
             labels,
         ),
         "run_record": run_record_context(run_record),
+        "compute": compute_context(compute or [], focus_model, conditions, labels, summary),
     }
 
 
@@ -782,6 +785,7 @@ def render_report(
     paired: pd.DataFrame | None = None,
     run_record: Mapping | None = None,
     reference: Mapping | None = None,
+    compute: Sequence[Mapping] | None = None,
 ) -> Path:
     """Write ``out_dir/RESULTS.md`` and its figures under ``out_dir/figures``; return the report path.
 
@@ -793,7 +797,8 @@ def render_report(
     their intervals; ``run_record`` (``results/run.json``, :mod:`icldistill.runrecord`) adds
     the Run Record appendix; ``reference`` (``{"table": <reference cells>, "model": <reference
     model or None>, "source": <its name>}``, :mod:`icldistill.render.reference`) the Reference
-    section. Without them the report is the seed layout.
+    section; ``compute`` (rows of ``compute.csv``, :func:`icldistill.compute.read_compute`) the
+    Compute section. Without them the report is the seed layout.
     """
     cells = tables.tidy_cells(cells)
     if cells.empty:
@@ -811,7 +816,7 @@ def render_report(
     written_names = {path.name for path in written}
     links = {role: f"{FIGURES_DIR}/{name}" for role, name in names.items() if name in written_names}
     context = build_context(
-        cells, focus_model, heatmap_condition, links, conditions, selection, paired, run_record, reference
+        cells, focus_model, heatmap_condition, links, conditions, selection, paired, run_record, reference, compute
     )
     report = out_dir / REPORT_NAME
     report.write_text(render_markdown(context, template), encoding="utf-8")

@@ -527,7 +527,9 @@ def train(
             "has none (built by the vLLM backend): use teacher.backend: hf, or normalizer: top_k"
         )
     torch.manual_seed(settings.seed)
+    began = time.perf_counter()
     model = prepare_model(model_path, settings, trust_remote_code)
+    load_seconds = time.perf_counter() - began
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -577,6 +579,7 @@ def train(
             model.train()
 
     model.train()
+    loop_began = time.perf_counter()
     bar = tqdm(range(start, steps), desc="train", file=sys.stderr, disable=not progress, mininterval=5)
     for step in bar:
         began, tokens, ce_sum, kd_sum, loss_sum, lam_sum = time.perf_counter(), 0, 0.0, 0.0, 0.0, 0.0
@@ -667,6 +670,10 @@ def train(
         "final_ce": log_rows[-1]["ce"],
         "final_kd": log_rows[-1]["kd"],
         "tokens_per_s": sum(measured) / len(measured),
+        # for the Compute section: this job's steps (a resumed run: those after the checkpoint)
+        "tokens": sum(r["tokens"] for r in log_rows[start:]),
+        "seconds": round(time.perf_counter() - loop_began, 2),
+        "load_seconds": round(load_seconds, 2),
     }
 
 
