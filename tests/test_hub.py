@@ -385,7 +385,7 @@ def test_the_plan_downloads_each_hub_model_and_data_config_before_the_jobs_that_
 # -- a real run ---------------------------------------------------------------------------------------
 @pytest.mark.e2e
 def test_a_run_downloads_first_and_its_jobs_load_the_hub_model_offline(tmp_path, tiny_model_dir):
-    """The prompts of a hub model, run by Snakemake: the download job runs first (the Hub is
+    """The jobs of a hub model, run by Snakemake: the download job runs first (the Hub is
     unreachable, a refused port: it keeps the cached snapshot, as huggingface_hub does) and
     records the commit of the pinned revision; the prompt job waits for it, logs that it reads
     the configured cache offline, and tokenizes with that revision's snapshot."""
@@ -432,6 +432,12 @@ def test_a_run_downloads_first_and_its_jobs_load_the_hub_model_offline(tmp_path,
     # v1's config (main's model reads 4096 tokens)
     prompts = json.loads((workdir / "results/hubby/pa/prompts/0shot/de.json").read_text())
     assert prompts["meta"]["context_length"] == 1024
+    # the GPU stages: the Distilled condition's teacher cache, training and inference of the
+    # trained model, and Few-Shot inference, each loading the hub model from the cache offline
+    run("results/hubby/pa/distilled/predictions", "results/hubby/pa/fewshot/predictions")
+    for job in ("teacher_cache/hubby.pa.2shot", "train/hubby.pa.distilled", "infer/hubby.pa.distilled", "infer/hubby.pa.fewshot"):
+        log = (workdir / f"results/logs/{job}.log").read_text()
+        assert f"Hugging Face Hub offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1); cache {home}" in log, (job, log)
     target = "results/hubby/pa/prompts/0shot"
     # a newer marker with the same content: nothing that loads the model reruns
     os.utime(marker_path, (marker_path.stat().st_mtime + 3600,) * 2)
