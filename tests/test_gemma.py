@@ -80,5 +80,7 @@ def test_gemma_slice_runs_with_plain_text_prompts(gemma_run):
     assert (trained["parse_failure_rate"] < 0.5).all(), trained
     log = pd.read_csv(gemma_run / "results" / "tables" / "training.csv")
     first = log[log["step"] == 1].set_index("condition")
-    # Distilled's teacher reads the 2-shot prompt, the student the zero-shot one: KD > 0 at step 1
-    assert first.loc["distilled", "kd"] > 0 and first.loc["finetuned", "kd"] == 0
+    # Distilled's teacher reads the 2-shot prompt, the student the zero-shot one: their logits
+    # differ at step 1 (the full grid measured 1.25-3.81), where a zero-shot teacher's differ by
+    # rounding only (Control: 0.0002-0.0004)
+    assert first.loc["distilled", "kd"] > 0.1 and first.loc["finetuned", "kd"] == 0
