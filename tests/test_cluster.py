@@ -88,6 +88,8 @@ def test_paper_config_plans_the_seed_grid_with_gpu_requests_through_the_slurm_pr
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
+        if parts[:1] == ["total"]:
+            break
     # per model and task 13 distinct training runs: Fine-Tuned, Distilled, the 6 new sweep values
     # (λ 0 and 0.5 reuse Fine-Tuned and Distilled), Control and 4 strategies (task_prior's λ equals
     # a sweep value's in every task); 2 teacher shots; 28 valid (task, language) pairs, 18
@@ -100,6 +102,18 @@ def test_paper_config_plans_the_seed_grid_with_gpu_requests_through_the_slurm_pr
     assert "gpu=1" in train_8b and "gpu_model=a100" in train_8b and "mem_mb=96000" in train_8b
     infer_270m = next(b for b in blocks if b.startswith("infer:") and "model=gemma-3-270m" in b)
     assert "gpu=1" in infer_270m and "mem_mb=16000" in infer_270m
+    # the planner reads the same plan: its job counts are Snakemake's own, and the README's
+    # generated plan block is what it makes of this dry run
+    from icldistill.plan import END, START, command_line, job_counts, markdown, parse_dry_run
+
+    jobs = parse_dry_run(out)
+    assert job_counts(jobs) == {rule: n for rule, n in counts.items() if rule != "total"}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split(START)[1].split("-->\n", 1)[1].split(END)[0]
+    assert block == markdown(jobs, command_line(["config/paper.yaml"]), None), (
+        "README's cluster plan is out of date: python -m icldistill.plan --configfile config/paper.yaml "
+        "--records '' --readme README.md"
+    )
 
 
 def test_tensor_parallel_size_reaches_the_slurm_request(tmp_path):

@@ -435,7 +435,12 @@ def test_a_run_downloads_first_and_its_jobs_load_the_hub_model_offline(tmp_path,
     # the GPU stages: the Distilled condition's teacher cache, training and inference of the
     # trained model, and Few-Shot inference, each loading the hub model from the cache offline
     run("results/hubby/pa/distilled/predictions", "results/hubby/pa/fewshot/predictions")
-    for job in ("teacher_cache/hubby.pa.2shot", "train/hubby.pa.distilled", "infer/hubby.pa.distilled", "infer/hubby.pa.fewshot"):
+    for job in (
+        "teacher_cache/hubby.pa.2shot",
+        "train/hubby.pa.distilled",
+        "infer/hubby.pa.distilled",
+        "infer/hubby.pa.fewshot",
+    ):
         log = (workdir / f"results/logs/{job}.log").read_text()
         assert f"Hugging Face Hub offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1); cache {home}" in log, (job, log)
     target = "results/hubby/pa/prompts/0shot"
