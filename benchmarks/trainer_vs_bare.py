@@ -1,0 +1,147 @@
+"""The trainer's throughput against a bare PyTorch + peft LoRA step of the same shapes.
+
+Both train the same model with the same LoRA (r, α, dropout, target modules), AdamW, bf16
+autocast where the CPU has bf16 kernels, on the same micro-batches (the trainer's own seeded
+``batch_plan`` over the same training sequences). The bare step is what a minimal script would do:
+``model(input_ids, attention_mask, labels)`` with labels on the answer tokens only (logits of every
+position), ``loss.backward()``, clip, ``optimizer.step()``. The trainer runs SFT and KD (with a
+cached 5-shot teacher), with and without activation checkpointing. Each run has its own process
+(its own peak RSS); the first ``--warmup`` steps are left out of tokens/s.
+
+    python benchmarks/trainer_vs_bare.py --model results/models/smollm2-135m --task nli
+
+Tokens are the batch's real (unpadded) tokens, as the trainer counts them. Uses the shipped mini
+data by default; ``--data ../shared/xtreme-real`` reads the real sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TRAINER = """
+import csv, json, resource, sys, torch
+from icldistill.train.run import run_training
+job = json.load(open(sys.argv[1]))
+torch.set_num_threads(job["threads"])
+run_training(job["model"], [job["task"]], [job["train"]], [job["teacher"]] if job["teacher"] else [],
+             job["out"], job["out"] + ".csv", job["settings"])
+rows = list(csv.DictReader(open(job["out"] + ".csv")))[job["warmup"]:]
+seconds = sum(int(r["tokens"]) / float(r["tokens_per_s"]) for r in rows)
+print(json.dumps({"tokens": sum(int(r["tokens"]) for r in rows), "seconds": seconds,
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+BARE = """
+import json, resource, sys, time, torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+from icldistill.models import load_tokenizer
+from icldistill.train.run import load_task_data
+from icldistill.train.trainer import TrainSettings, batch_plan, collate
+job = json.load(open(sys.argv[1]))
+torch.set_num_threads(job["threads"])
+settings = TrainSettings(**job["settings"])
+tokenizer = load_tokenizer(job["model"])
+data = load_task_data(tokenizer, job["task"], job["train"], None, None, None)
+torch.manual_seed(settings.seed)
+model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32)
+model = get_peft_model(model, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                       lora_dropout=settings.lora_dropout, target_modules=settings.target_modules,
+                       task_type="CAUSAL_LM"))
+params = [p for p in model.parameters() if p.requires_grad]
+optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+autocast = settings.bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+model.train()
+tokens = seconds = 0.0
+for step, (_, indices) in enumerate(batch_plan([data], settings)):
+    began = time.perf_counter()
+    batch = collate([data.examples[i] for i in indices], pad)
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[batch["rows"], batch["positions"] + 1] = batch["targets"]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if step >= job["warmup"]:
+        tokens += int(batch["attention_mask"].sum())
+        seconds += time.perf_counter() - began
+print(json.dumps({"tokens": tokens, "seconds": seconds,
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="Hugging Face folder")
+    parser.add_argument("--task", default="nli")
+    parser.add_argument("--data", default="resources/xtreme-mini")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2, help="first steps left out of tokens/s")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--shots", type=int, default=5)
+    parser.add_argument("--top-k", type=int, default=256)
+    parser.add_argument("--max-examples", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    from icldistill.data import prepare_split, read_jsonl, write_jsonl
+    from icldistill.demos import draw_demonstrations, training_rows, write_demonstrations
+    from icldistill.teacher import build_teacher_cache
+
+    work = Path(tempfile.mkdtemp(prefix="trainer-bench-"))
+    split = work / "train.jsonl"
+    prepare_split({"source": "local", "path": args.data}, args.task, "train", "en", None, 1234, split, work / "m.json")
+    pool = read_jsonl(split)
+    demos = draw_demonstrations(pool, args.task, "en", args.shots, 1234)
+    write_demonstrations(work / "demos.json", demos)
+    rows = work / "rows.jsonl"
+    write_jsonl(rows, training_rows(pool, demos.held_out, 1234, args.task, args.max_examples))
+    teacher = work / "teacher.safetensors"
+    build_teacher_cache(
+        args.model, args.task, str(rows), str(work / "demos.json"), str(teacher), args.top_k,
+        {"dtype": "auto", "batch_size": 8}, args.model,
+    )  # fmt: skip
+
+    base = {"max_steps": args.steps, "batch_size": args.batch_size, "lr": 1e-3, "warmup_steps": 1}
+    base |= {"checkpoint_every": 0, "lora_dropout": 0.05}
+    runs = {
+        "bare peft step": (BARE, {}, None),
+        "trainer SFT": (TRAINER, {"loss": "ce", "activation_checkpointing": False}, None),
+        "trainer KD": (TRAINER, {"loss": "kd", "lam": 0.5, "activation_checkpointing": False}, teacher),
+        "trainer SFT, ckpt": (TRAINER, {"loss": "ce"}, None),
+        "trainer KD, ckpt": (TRAINER, {"loss": "kd", "lam": 0.5}, teacher),
+    }
+    print(f"task={args.task} steps={args.steps} (first {args.warmup} not timed) batch={args.batch_size} "
+          f"K={args.top_k} threads={args.threads}")  # fmt: skip
+    print(f"{'run':<18} {'tokens/s':>9} {'÷ bare':>7} {'÷ SFT':>6} {'peak RSS MB':>12}")
+    rates: dict[str, float] = {}
+    for name, (code, settings, cache) in runs.items():
+        out = work / name.replace(" ", "_").replace(",", "")
+        job = {
+            "model": args.model, "task": args.task, "train": str(rows), "teacher": str(cache) if cache else None,
+            "out": str(out), "settings": base | settings, "threads": args.threads, "warmup": args.warmup,
+        }  # fmt: skip
+        spec = work / f"{out.name}.json"
+        spec.write_text(json.dumps(job))
+        result = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{result.stderr[-3000:]}")
+        figures = json.loads(result.stdout.splitlines()[-1])
+        rates[name] = figures["tokens"] / figures["seconds"]
+        sft = rates.get(name.replace("KD", "SFT")) if "KD" in name else None
+        print(
+            f"{name:<18} {rates[name]:>9.0f} {rates[name] / rates['bare peft step']:>7.2f} "
+            f"{(f'{rates[name] / sft:.2f}' if sft else ''):>6} {figures['max_rss_mb']:>12.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
