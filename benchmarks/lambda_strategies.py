@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from icldistill.config import STRATEGIES
+from icldistill.train.registry import STRATEGIES
 
 RUN = """
 import json, resource, sys, torch
@@ -77,8 +77,8 @@ def main() -> None:
         "checkpoint_every": 0,
     }
     runs = {"ce (SFT)": {"loss": "ce"}, "fixed λ 0.5": {"loss": "kd", "lam": 0.5}}
-    for name, defaults in STRATEGIES.items():
-        params = {"lambdas": {args.task: 1.0}} if name == "task_prior" else dict(defaults)
+    for name, spec in STRATEGIES.items():
+        params = {"lambdas": {args.task: 1.0}} if name == "task_prior" else dict(spec.defaults)
         if name == "meta":
             params["val_batch_size"] = args.batch_size
         runs[name] = {"loss": "kd", "strategy": name, "strategy_params": params}

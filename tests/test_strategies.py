@@ -294,3 +294,13 @@ def test_interrupted_run_resumes_the_strategy_state_exactly(
     a = load_file(str(tmp_path / "straight" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "adapter_model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_declared_strategy_has_its_training_class_and_every_class_a_declaration():
+    from icldistill.train.registry import STRATEGIES
+    from icldistill.train.strategies import STRATEGY_CLASSES
+
+    assert set(STRATEGIES) == set(STRATEGY_CLASSES) - {"fixed"}
+    for spec in STRATEGIES.values():
+        # the legend line is written from the defaults alone
+        assert spec.describe(spec.defaults) and spec.check(spec.defaults) is None, spec.name

@@ -18,6 +18,7 @@ from typing import Any
 from .hub import hub_home, model_cache
 from .models import ModelError, check_installed
 from .tasks import TASKS, get_task
+from .train.registry import STRATEGIES
 from .vocab import CONDITION_LABELS, CONDITION_LEGEND, LANGUAGES
 
 CONDITION_KINDS = ("infer", "train")
@@ -32,22 +33,6 @@ MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 HUB_ID = re.compile(r"(\w(?:[\w.-]{0,94}\w)?/)?\w(?:[\w.-]{0,94}\w)?")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-#: Dynamic-λ strategies (``conditions.<name>.dynamic.strategy``) and their parameters'
-#: defaults; the arithmetic is in :mod:`icldistill.train.strategies`.
-STRATEGIES: dict[str, dict[str, Any]] = {
-    "entropy": {"lambda_max": 1.0, "normalizer": "vocab"},
-    "grad_conflict": {"lambda": 0.5},
-    "loss_ratio": {"lambda_0": 0.5, "ema": 0.9, "lambda_max": None},
-    "meta": {"lambda_init": 0.5, "meta_lr": 0.1, "lambda_max": 5.0, "val_batch_size": 8},
-    "task_prior": {"classification": 1.0, "extractive_qa": 0.5, "sequence_labelling": 0.1},
-}
-STRATEGY_LABELS = {
-    "entropy": "Entropy-λ",
-    "grad_conflict": "Grad-Conflict-λ",
-    "loss_ratio": "Loss-Ratio-λ",
-    "meta": "Meta-λ",
-    "task_prior": "Task-Prior-λ",
-}
 #: ``<condition>@lam=<λ>``: one member of a λ sweep; ``<condition>-best``: the sweep's λ chosen
 #: per task on the dev split. Config condition names cannot contain ``@`` or ``-``.
 SWEEP_MARK = "@lam="
@@ -491,29 +476,28 @@ def _check_dynamic(name: str, cond: dict[str, Any]) -> None:
         _fail(f"{key}.strategy", f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     if "lambda" in cond or "sweep" in cond:
         _fail(f"conditions.{name}.lambda", "a dynamic condition sets its λ in its 'dynamic' block")
+    spec = STRATEGIES[strategy]
     for param, value in dynamic.items():
         if param == "strategy":
             continue
-        if param not in STRATEGIES[strategy]:
-            known = ", ".join(STRATEGIES[strategy])
+        if param not in spec.defaults:
+            known = ", ".join(spec.defaults)
             _fail(f"{key}.{param}", f"not a parameter of strategy {strategy!r}; known: {known}")
-        if param == "normalizer":
-            if value not in ("vocab", "top_k"):
-                _fail(f"{key}.normalizer", f"expected vocab or top_k, got {value!r}")
+        if param in spec.choices:
+            if value not in spec.choices[param]:
+                _fail(f"{key}.{param}", f"expected {' or '.join(spec.choices[param])}, got {value!r}")
         elif not isinstance(value, (int, float)) or value < 0:
             _fail(f"{key}.{param}", f"must be a number >= 0, got {value!r}")
-    params = strategy_params(cond)
-    if strategy == "loss_ratio" and not 0 <= params["ema"] < 1:
-        _fail(f"{key}.ema", f"must be in [0, 1), got {params['ema']}")
-    if strategy == "meta" and params["val_batch_size"] < 1:
-        _fail(f"{key}.val_batch_size", "must be >= 1")
+    failed = spec.check(strategy_params(cond))
+    if failed:
+        _fail(f"{key}.{failed[0]}", failed[1])
 
 
 def strategy_params(cond: dict[str, Any]) -> dict[str, Any]:
     """A dynamic condition's strategy parameters, defaults filled in."""
     dynamic = dict(cond["dynamic"])
     strategy = dynamic.pop("strategy")
-    return STRATEGIES[strategy] | dynamic
+    return STRATEGIES[strategy].defaults | dynamic
 
 
 # -- the expanded grid: sweeps and best-λ conditions ---------------------------------------------
@@ -779,28 +763,8 @@ def condition_label(config: dict[str, Any], condition: str) -> str:
     if origin:
         return f"{condition_label(config, origin)} λ={float(cond['lambda']):g}"
     if cond.get("dynamic"):
-        return STRATEGY_LABELS[cond["dynamic"]["strategy"]]
+        return STRATEGIES[cond["dynamic"]["strategy"]].label
     return condition
-
-
-def _strategy_text(strategy: str, p: dict[str, Any]) -> str:
-    if strategy == "entropy":
-        norm = "log V" if p["normalizer"] == "vocab" else "log K"
-        return f"λ_i = λ_max·(1 − H(p_teacher,i)/{norm}) per answer token (λ_max {p['lambda_max']:g})"
-    if strategy == "grad_conflict":
-        return f"λ_eff = λ·max(0, cos(∇CE, ∇KD)) per step (λ {p['lambda']:g})"
-    if strategy == "loss_ratio":
-        cap = "" if p["lambda_max"] is None else f", at most {p['lambda_max']:g}"
-        return f"λ_t = λ_0·EMA(CE)/EMA(KD) (λ_0 {p['lambda_0']:g}, EMA decay {p['ema']:g}{cap})"
-    if strategy == "meta":
-        return (
-            f"λ learned by a one-step look-ahead on English dev batches "
-            f"(λ_0 {p['lambda_init']:g}, meta-lr {p['meta_lr']:g})"
-        )
-    return (
-        f"λ by task type (classification {p['classification']:g}, extractive QA "
-        f"{p['extractive_qa']:g}, sequence labelling {p['sequence_labelling']:g})"
-    )
 
 
 def condition_description(config: dict[str, Any], condition: str) -> str:
@@ -829,7 +793,7 @@ def condition_description(config: dict[str, Any], condition: str) -> str:
     teacher = "few-shot" if cond.get("teacher_few_shot", True) else "zero-shot"
     if cond.get("dynamic"):
         strategy = cond["dynamic"]["strategy"]
-        return f"SFT + {teacher} teacher logit KD, CE + λ·KD with {_strategy_text(strategy, strategy_params(cond))}"
+        return f"SFT + {teacher} teacher logit KD, CE + λ·KD with {STRATEGIES[strategy].describe(strategy_params(cond))}"
     return f"SFT + {teacher} teacher logit KD (CE + λ·KD, λ {float(cond.get('lambda', 0.5)):g})"
 
 
