@@ -254,7 +254,7 @@ class Package:
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
                 bound = scope.get(node.value.id, ("",))
                 if bound[0] == "pkg" and (bound[2] is None or self.module(f"{bound[1]}.{bound[2]}")):
-                    # an attribute of one of the package's modules (`vocab.PRIMARY_METRIC`)
+                    # an attribute of one of the package's modules (`vocab.LANGUAGES`)
                     units.add(self.resolve(self.resolve(*bound[1:])[0], node.attr))
         return imports, units
 

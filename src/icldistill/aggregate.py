@@ -187,7 +187,7 @@ def render_partial(
     import pandas as pd
 
     from .render.report import render_report
-    from .vocab import PRIMARY_METRIC
+    from .tasks import TASKS
 
     out_of_date = {str(p) for p in stale or ()}
     fresh, stale_cells = [], []
@@ -206,7 +206,13 @@ def render_partial(
     have = set(zip(cells["model_id"], cells["task"], cells["condition"], cells["language"], strict=True))
     stale_keys = {key for key, _ in stale_cells}
     missing = [
-        {"model": name, "task": task, "condition": cond, "language": lang, "metric": PRIMARY_METRIC.get(task, "score")}
+        {
+            "model": name,
+            "task": task,
+            "condition": cond,
+            "language": lang,
+            "metric": TASKS[task].primary_metric if task in TASKS else "score",
+        }
         | {"value": None, "n": 0, "parse_failures": 0, "model_id": model_id}
         | {"ci_low": None, "ci_high": None, "seeds": None, "seed_sd": None, "parse_failure_rate": None}
         | {"over_length": None}
@@ -241,13 +247,12 @@ def select_best(
     """Choose the sweep member of the best condition ``condition`` with the highest dev score
     (primary metric, mean over the selection languages) and write the choice with every
     candidate's score to ``out_file``. Ties go to the smallest λ, the run closest to SFT."""
-    from .vocab import PRIMARY_METRIC
 
     records = [json.loads(Path(p).read_text(encoding="utf-8")) for p in dev_metric_files]
     if not records:
         raise ValueError(f"{out_file}: no dev metrics to choose a λ from")
     task = records[0]["task"]
-    metric = PRIMARY_METRIC[task]
+    metric = get_task(task).primary_metric
     scores: dict[str, dict[str, float]] = {c: {} for c in candidates}
     for rec in records:
         if rec["condition"] not in scores:
@@ -394,7 +399,6 @@ def paired_tests(
     import pandas as pd
 
     from .stats import paired_difference
-    from .vocab import PRIMARY_METRIC
 
     records = {}
     for path in metric_files:
@@ -403,7 +407,7 @@ def paired_tests(
     rows = []
     keys = sorted({(m, t) for m, t, _, _ in records})
     for model_id, task in keys:
-        metric = PRIMARY_METRIC[task]
+        metric = get_task(task).primary_metric
         for condition, reference in pairs:
             groups, model_name = [], None
             for lang in sorted({k[3] for k in records if k[:2] == (model_id, task)}):

@@ -793,7 +793,9 @@ def condition_description(config: dict[str, Any], condition: str) -> str:
     teacher = "few-shot" if cond.get("teacher_few_shot", True) else "zero-shot"
     if cond.get("dynamic"):
         strategy = cond["dynamic"]["strategy"]
-        return f"SFT + {teacher} teacher logit KD, CE + λ·KD with {STRATEGIES[strategy].describe(strategy_params(cond))}"
+        return (
+            f"SFT + {teacher} teacher logit KD, CE + λ·KD with {STRATEGIES[strategy].describe(strategy_params(cond))}"
+        )
     return f"SFT + {teacher} teacher logit KD (CE + λ·KD, λ {float(cond.get('lambda', 0.5)):g})"
 
 

@@ -1,4 +1,5 @@
-"""Canonical identifiers, display order and display labels of the grid's axes.
+"""Canonical identifiers, display order and display labels of the grid's languages and
+conditions (a task's own names, title and metrics are declared on its class, :mod:`icldistill.tasks`).
 
 Everything that names a task, language or condition in files (``cells.csv``, paths) uses
 the ids below; everything a person reads uses the labels.
@@ -8,36 +9,6 @@ from __future__ import annotations
 
 #: Language ids in report order.
 LANGUAGES: tuple[str, ...] = ("en", "hi", "es", "de", "fr", "zh")
-
-#: Task ids in report order.
-TASKS: tuple[str, ...] = ("nli", "pa", "qa", "ner", "pos")
-
-#: Report title of each task's primary-metric tables.
-TASK_TITLES: dict[str, str] = {
-    "nli": "NLI (Acc %)",
-    "pa": "PA (Acc %)",
-    "qa": "QA (F1 %)",
-    "ner": "NER (F1 %)",
-    "pos": "POS (Acc %)",
-}
-
-#: Dataset name shown in report headers.
-TASK_DATASETS: dict[str, str] = {
-    "nli": "XNLI",
-    "pa": "PAWS-X",
-    "qa": "MLQA",
-    "ner": "WikiANN/PAN-X",
-    "pos": "UDPOS",
-}
-
-#: Primary metric per task: the value averaged in summaries and shown in the main tables.
-PRIMARY_METRIC: dict[str, str] = {
-    "nli": "accuracy",
-    "pa": "accuracy",
-    "qa": "f1",
-    "ner": "f1",
-    "pos": "accuracy",
-}
 
 #: Conditions the benchmark knows, in report order, with their labels and legend lines.
 CONDITION_LABELS: dict[str, str] = {

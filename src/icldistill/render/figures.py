@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from icldistill.render import tables
-from icldistill.vocab import TASK_TITLES, condition_label, language_label
+from icldistill.tasks import TASKS
+from icldistill.vocab import condition_label, language_label
 
 DPI = 150
 
@@ -50,8 +51,8 @@ def _labelled(conditions: Sequence[str], labels: Mapping[str, str] | None) -> di
 
 
 def task_title(task: str) -> str:
-    """Display title of a task (its id in upper case when the vocabulary lacks it)."""
-    return TASK_TITLES.get(task, task.upper())
+    """Display title of a task (its id in upper case when the registry lacks it)."""
+    return TASKS[task].title if task in TASKS else task.upper()
 
 
 def _new_figure(width: float, height: float, style: str = "ticks") -> tuple[Figure, object]:

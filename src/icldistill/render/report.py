@@ -18,12 +18,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from icldistill.render import figures, tables
 from icldistill.render import reference as references
 from icldistill.render.compute import compute_context
-from icldistill.vocab import (
-    CONDITION_LEGEND,
-    TASK_DATASETS,
-    condition_label,
-    language_label,
-)
+from icldistill.tasks import TASKS
+from icldistill.vocab import CONDITION_LEGEND, condition_label, language_label
 
 #: The template used when none is given: ``report/templates/results.md.j2`` of the repository.
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[3] / "report" / "templates" / "results.md.j2"
@@ -31,8 +27,6 @@ DEFAULT_TEMPLATE = Path(__file__).resolve().parents[3] / "report" / "templates" 
 #: Conditions that involve no training; any other condition (user-defined ones too) trains.
 INFERENCE_ONLY_CONDITIONS = frozenset({"base", "fewshot"})
 
-#: Extra metric tables printed after a task's primary table: task → [(metric, heading)].
-SECONDARY_TABLES: dict[str, list[tuple[str, str]]] = {"qa": [("exact_match", "QA Exact Match (%)")]}
 
 #: Column headers of the gaps to Fine-Tuned: (overview header, analysis header).
 GAP_HEADERS: dict[str, tuple[str, str]] = {
@@ -157,7 +151,7 @@ def condition_sections(
                     "table": language_section_table(cells, condition, task, metric, models, languages),
                 }
             )
-            for extra_metric, heading in SECONDARY_TABLES.get(task, []):
+            for extra_metric, heading in TASKS[task].secondary_tables if task in TASKS else ():
                 if ((cells["task"] == task) & (cells["metric"] == extra_metric)).any():
                     blocks.append(
                         {
@@ -686,7 +680,7 @@ def build_context(
         "models": models,
         "focus_model": focus_model,
         "tasks_line": ", ".join(
-            f"{task.upper()} ({TASK_DATASETS[task]})" if task in TASK_DATASETS else task.upper() for task in tasks
+            f"{task.upper()} ({TASKS[task].dataset})" if task in TASKS else task.upper() for task in tasks
         ),
         "languages_line": " · ".join(language_label(lang) for lang in languages),
         "trained": any(is_trained(c, roles) for c in conditions),

@@ -16,7 +16,8 @@ from os import PathLike
 import pandas as pd
 
 from icldistill import vocab
-from icldistill.vocab import CONDITION_LABELS, LANGUAGES, PRIMARY_METRIC, TASKS, TRAIN_LOG_COLUMNS
+from icldistill.tasks import TASKS
+from icldistill.vocab import CONDITION_LABELS, LANGUAGES, TRAIN_LOG_COLUMNS
 
 #: Columns every ``cells.csv`` carries; columns after them are ignored.
 CELL_COLUMNS: tuple[str, ...] = vocab.CELL_COLUMNS
@@ -127,7 +128,7 @@ def condition_order(cells: pd.DataFrame, conditions: pd.DataFrame | None = None)
 
 def task_order(cells: pd.DataFrame) -> list[str]:
     """Tasks present, known ones in vocabulary order, unknown ones after them."""
-    return _canonical_then_rest(cells["task"], TASKS)
+    return _canonical_then_rest(cells["task"], tuple(TASKS))
 
 
 def language_order(cells: pd.DataFrame) -> list[str]:
@@ -136,9 +137,9 @@ def language_order(cells: pd.DataFrame) -> list[str]:
 
 
 def primary_metric(cells: pd.DataFrame, task: str) -> str:
-    """The task's primary metric; for a task the vocabulary lacks, its first metric in the table."""
-    if task in PRIMARY_METRIC:
-        return PRIMARY_METRIC[task]
+    """The task's primary metric; for a task the registry lacks, its first metric in the table."""
+    if task in TASKS:
+        return TASKS[task].primary_metric
     return str(cells.loc[cells["task"] == task, "metric"].iloc[0])
 
 

@@ -37,7 +37,10 @@ class Task:
     """
 
     id: ClassVar[str]
+    #: the data set's name in the report's headers
     dataset: ClassVar[str]
+    #: the title of the task's primary-metric tables and figure panels
+    title: ClassVar[str]
     languages: ClassVar[tuple[str, ...]]
     #: "label" (one label word), "span" (answer span) or "tags" (one tag per input token)
     answer_format: ClassVar[str]
@@ -45,6 +48,10 @@ class Task:
     #: sequence_labelling
     family: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
+    #: the metric averaged in summaries and shown in the main tables
+    primary_metric: ClassVar[str]
+    #: further metrics with a per-language table of their own in the report: (metric, heading)
+    secondary_tables: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: system message of every prompt of the task
     instruction: ClassVar[str]
     #: default generation budget (tokens); tag tasks scale it with the input length

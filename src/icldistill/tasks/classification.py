@@ -13,6 +13,7 @@ class LabelTask(Task):
     answer_format = "label"
     family = "classification"
     metrics = ("accuracy",)
+    primary_metric = "accuracy"
     max_new_tokens = 8
     supports_loglik = True
 
@@ -47,6 +48,7 @@ class LabelTask(Task):
 class NLI(LabelTask):
     id = "nli"
     dataset = "XNLI"
+    title = "NLI (Acc %)"
     languages = ("en", "hi", "es", "de", "fr", "zh")
     fields = ("premise", "hypothesis", "label")
     labels = ("entailment", "neutral", "contradiction")
@@ -87,6 +89,7 @@ class NLI(LabelTask):
 class PA(LabelTask):
     id = "pa"
     dataset = "PAWS-X"
+    title = "PA (Acc %)"
     languages = ("en", "es", "de", "fr", "zh")
     fields = ("sentence1", "sentence2", "label")
     #: verbalizers of labels 0 (not a paraphrase) and 1 (paraphrase)

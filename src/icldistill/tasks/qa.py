@@ -10,10 +10,13 @@ from .base import HFSource, Row, RowError, Task
 class QA(Task):
     id = "qa"
     dataset = "MLQA"
+    title = "QA (F1 %)"
     languages = ("en", "hi", "es", "de", "zh")
     answer_format = "span"
     family = "extractive_qa"
     metrics = ("f1", "exact_match")
+    primary_metric = "f1"
+    secondary_tables = (("exact_match", "QA Exact Match (%)"),)
     max_new_tokens = 32
     fields = ("id", "context", "question", "answers")
     instruction = (

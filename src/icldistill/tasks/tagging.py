@@ -93,9 +93,11 @@ _COMPLETE_WORD = re.compile(r"\S+(?=\s)")
 
 class NER(TaggingTask):
     id = "ner"
-    dataset = "PAN-X"
+    dataset = "WikiANN/PAN-X"
+    title = "NER (F1 %)"
     languages = ("en", "hi", "es", "de", "fr", "zh")
     metrics = ("f1", "precision", "recall")
+    primary_metric = "f1"
     tag_field = "ner_tags"
     labels = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
     # entity-level F1 ignores "O": padding with it adds no false positives
@@ -120,8 +122,10 @@ class NER(TaggingTask):
 class POS(TaggingTask):
     id = "pos"
     dataset = "UDPOS"
+    title = "POS (Acc %)"
     languages = ("en", "hi", "es", "de", "fr", "zh")
     metrics = ("accuracy",)
+    primary_metric = "accuracy"
     tag_field = "pos_tags"
     # UPOS tags are one or two tokens with their leading space (NER's B-/I- tags take up to four)
     tokens_per_tag = 3
