@@ -112,8 +112,8 @@ def read_hf(
     rows = []
     for i, raw in enumerate(ds):
         row = spec.from_hf(raw, ds.features)
-        if task == "nli" and row["label"] not in spec.labels:
-            continue  # MultiNLI marks pairs without annotator consensus with label -1
+        if not spec.keep_hf_row(row):
+            continue
         try:
             spec.check_row(row)
         except RowError as err:

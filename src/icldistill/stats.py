@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .data import stable_seed
+from .tasks import TASKS
 
 #: resamples per interval and test unless configured
 DEFAULT_RESAMPLES = 1000
@@ -47,22 +48,33 @@ DEFAULT_RESAMPLES = 1000
 ALPHA = 0.05
 
 
+def _entity_terms(task: str, metric: str, rows: list[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    tp = np.array([r["true_pos"] for r in rows], dtype=float)
+    pred = np.array([r["pred"] for r in rows], dtype=float)
+    gold = np.array([r["gold"] for r in rows], dtype=float)
+    terms = {"f1": (2 * tp, pred + gold), "precision": (tp, pred), "recall": (tp, gold)}
+    if metric not in terms:
+        raise ValueError(f"{task} has no resampling terms for metric {metric!r}")
+    return terms[metric]
+
+
+def _token_terms(task: str, metric: str, rows: list[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.array([r["correct"] for r in rows], dtype=float),
+        np.array([r["tokens"] for r in rows], dtype=float),
+    )
+
+
+#: ratio terms of the scorings whose metric is not a mean of per-example values (``Task.scoring``)
+RATIO_TERMS = {"entities": _entity_terms, "tokens": _token_terms}
+
+
 def ratio_terms(task: str, metric: str, per_example: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Per-example (numerator, denominator) arrays of ``task``'s ``metric`` (see the module table)."""
     rows = list(per_example)
-    if task == "ner":
-        tp = np.array([r["true_pos"] for r in rows], dtype=float)
-        pred = np.array([r["pred"] for r in rows], dtype=float)
-        gold = np.array([r["gold"] for r in rows], dtype=float)
-        terms = {"f1": (2 * tp, pred + gold), "precision": (tp, pred), "recall": (tp, gold)}
-        if metric not in terms:
-            raise ValueError(f"ner has no resampling terms for metric {metric!r}")
-        return terms[metric]
-    if task == "pos":
-        return (
-            np.array([r["correct"] for r in rows], dtype=float),
-            np.array([r["tokens"] for r in rows], dtype=float),
-        )
+    terms = RATIO_TERMS.get(TASKS[task].scoring) if task in TASKS else None
+    if terms is not None:
+        return terms(task, metric, rows)
     key = "correct" if metric == "accuracy" else metric
     if rows and key not in rows[0]:
         raise ValueError(f"{task}: per-example scores lack {key!r} (metric {metric!r})")

@@ -22,7 +22,7 @@ from ..tasks import NO_MATCH, get_task, starts_with_think, strip_think
 from . import mlqa
 
 
-def _label_scores(task, predictions, references):
+def _label_scores(task, lang, predictions, references):
     parsed = [task.parse(p, r) for p, r in zip(predictions, references, strict=True)]
     correct = [float(p is not None and p == task.gold_label(r)) for p, r in zip(parsed, references, strict=True)]
     return parsed, {"accuracy": _mean(correct)}, [{"correct": c} for c in correct]
@@ -55,7 +55,7 @@ def _tag_sequences(task, predictions, references):
     return parsed, pred_tags, gold_tags
 
 
-def _ner_scores(task, predictions, references):
+def _ner_scores(task, lang, predictions, references):
     from seqeval.metrics import f1_score, precision_score, recall_score
     from seqeval.metrics.sequence_labeling import get_entities
 
@@ -72,7 +72,7 @@ def _ner_scores(task, predictions, references):
     return parsed, metrics, per_example
 
 
-def _pos_scores(task, predictions, references):
+def _pos_scores(task, lang, predictions, references):
     parsed, pred_tags, gold_tags = _tag_sequences(task, predictions, references)
     per_example = [
         {"correct": sum(p == g and p != NO_MATCH for p, g in zip(pred, gold, strict=True)), "tokens": len(gold)}
@@ -81,6 +81,11 @@ def _pos_scores(task, predictions, references):
     total = sum(e["tokens"] for e in per_example)
     accuracy = 100.0 * sum(e["correct"] for e in per_example) / total if total else 0.0
     return parsed, {"accuracy": accuracy}, per_example
+
+
+#: scorer of each ``Task.scoring``: (task, lang, predictions, references) → (parsed answers,
+#: cell metrics, per-example scores)
+SCORERS = {"label": _label_scores, "span": _qa_scores, "entities": _ner_scores, "tokens": _pos_scores}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -92,14 +97,7 @@ def score(task: str, lang: str, predictions: Sequence[str], references: Sequence
     spec = get_task(task)
     if len(predictions) != len(references):
         raise ValueError(f"{task}/{lang}: {len(predictions)} predictions for {len(references)} references")
-    if spec.answer_format == "label":
-        parsed, metrics, per_example = _label_scores(spec, predictions, references)
-    elif spec.answer_format == "span":
-        parsed, metrics, per_example = _qa_scores(spec, lang, predictions, references)
-    elif task == "ner":
-        parsed, metrics, per_example = _ner_scores(spec, predictions, references)
-    else:
-        parsed, metrics, per_example = _pos_scores(spec, predictions, references)
+    parsed, metrics, per_example = SCORERS[spec.scoring](spec, lang, predictions, references)
     result: dict[str, Any] = dict(metrics)
     result["n"] = len(references)
     result["parse_failures"] = sum(p is None for p in parsed)

@@ -48,6 +48,10 @@ class Task:
     #: sequence_labelling
     family: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
+    #: how outputs are scored and resampled: "label" (accuracy), "span" (MLQA F1 / exact
+    #: match), "entities" (seqeval entity F1, precision, recall) or "tokens" (token accuracy);
+    #: the scorers are in :mod:`icldistill.metrics`, their resampling terms in :mod:`icldistill.stats`
+    scoring: ClassVar[str]
     #: the metric averaged in summaries and shown in the main tables
     primary_metric: ClassVar[str]
     #: further metrics with a per-language table of their own in the report: (metric, heading)
@@ -78,6 +82,10 @@ class Task:
     def from_hf(self, row: Row, features: Any = None) -> Row:
         """Map a Hugging Face ``google/xtreme`` row to the local layout (identity by default)."""
         return {k: row[k] for k in self.fields}
+
+    def keep_hf_row(self, row: Row) -> bool:
+        """Whether a mapped Hugging Face row belongs to the task's data (all do by default)."""
+        return True
 
     # -- prompts --------------------------------------------------------------------------
     def user_message(self, row: Row) -> str:

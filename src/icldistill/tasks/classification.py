@@ -11,6 +11,7 @@ class LabelTask(Task):
     """A task whose answer is one label word."""
 
     answer_format = "label"
+    scoring = "label"
     family = "classification"
     metrics = ("accuracy",)
     primary_metric = "accuracy"
@@ -52,6 +53,11 @@ class NLI(LabelTask):
     languages = ("en", "hi", "es", "de", "fr", "zh")
     fields = ("premise", "hypothesis", "label")
     labels = ("entailment", "neutral", "contradiction")
+
+    def keep_hf_row(self, row: Row) -> bool:
+        # MultiNLI marks pairs without annotator consensus with label -1
+        return row["label"] in self.labels
+
     aliases = {
         "entailment": ("entails", "entailed"),
         "contradiction": ("contradicts", "contradictory", "contradicted"),

@@ -13,6 +13,7 @@ class QA(Task):
     title = "QA (F1 %)"
     languages = ("en", "hi", "es", "de", "zh")
     answer_format = "span"
+    scoring = "span"
     family = "extractive_qa"
     metrics = ("f1", "exact_match")
     primary_metric = "f1"

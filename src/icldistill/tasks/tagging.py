@@ -93,6 +93,7 @@ _COMPLETE_WORD = re.compile(r"\S+(?=\s)")
 
 class NER(TaggingTask):
     id = "ner"
+    scoring = "entities"
     dataset = "WikiANN/PAN-X"
     title = "NER (F1 %)"
     languages = ("en", "hi", "es", "de", "fr", "zh")
@@ -121,6 +122,7 @@ class NER(TaggingTask):
 
 class POS(TaggingTask):
     id = "pos"
+    scoring = "tokens"
     dataset = "UDPOS"
     title = "POS (Acc %)"
     languages = ("en", "hi", "es", "de", "fr", "zh")
