@@ -25,9 +25,10 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from icldistill import data
-from icldistill.teacher import TeacherCacheError, build_teacher_cache, load_teacher_cache, save_teacher_cache
+from icldistill.teacher import build_teacher_cache
 from icldistill.train import trainer
 from icldistill.train.run import run_training
+from icldistill.train.teacher_cache import TeacherCacheError, load_teacher_cache, save_teacher_cache
 
 from .conftest import MINI, ROOT, training_files
 
@@ -293,8 +294,8 @@ def test_a_teacher_cache_that_is_not_a_cache_is_a_teacher_cache_error_naming_it(
 
 
 def test_a_teacher_cache_with_misshapen_ids_is_rejected(tmp_path):
-    from icldistill.teacher import FORMAT_VERSION
     from icldistill.train.examples import TrainExample
+    from icldistill.train.teacher_cache import FORMAT_VERSION
 
     file = tmp_path / "cache.safetensors"
     tensors = {

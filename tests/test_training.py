@@ -18,10 +18,11 @@ import torch
 from icldistill.data import read_jsonl, write_jsonl
 from icldistill.demos import read_demonstrations
 from icldistill.models import load_tokenizer
-from icldistill.teacher import TeacherCacheError, build_teacher_cache, load_teacher_cache
+from icldistill.teacher import build_teacher_cache
 from icldistill.train.examples import build_sequences, tokenizer_hash
 from icldistill.train.losses import answer_ce, kd_term, topk_kl, topk_mse
 from icldistill.train.run import load_task_data, run_training
+from icldistill.train.teacher_cache import TeacherCacheError, load_teacher_cache
 from icldistill.train.trainer import TrainSettings, batch_plan, collate
 
 from .conftest import ROOT, training_files

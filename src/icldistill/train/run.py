@@ -9,8 +9,8 @@ from typing import Any
 
 from ..data import read_jsonl, staged_dir
 from ..models import load_tokenizer
-from ..teacher import TeacherCacheError
 from .examples import build_sequences, tokenizer_hash
+from .teacher_cache import TeacherCacheError
 from .trainer import TaskData, TrainSettings, train
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def load_task_data(
     """The student's sequences (each training row's Base evaluation prompt + answer), for KD
     the checked teacher cache, and, when ``dev_file`` is given, the English dev sequences
     built the same way (``meta`` strategy)."""
-    from ..teacher import load_teacher_cache
+    from .teacher_cache import load_teacher_cache
 
     _, examples = build_sequences(tokenizer, task_id, read_jsonl(rows_file), None, template_kwargs)
     dev_examples = []

@@ -85,7 +85,7 @@ class TaskData:
 
     task: str
     examples: list[TrainExample]
-    teacher: Any = None  # icldistill.teacher.TeacherCache
+    teacher: Any = None  # icldistill.train.teacher_cache.TeacherCache
     #: held-out English dev sequences (the ``meta`` strategy's validation batches)
     dev_examples: list[TrainExample] = field(default_factory=list)
 
