@@ -12,13 +12,14 @@ Uses the shipped mini data by default; ``--data ../shared/xtreme-real`` reads th
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from common import training_data, training_parser
 
 from icldistill.train.registry import STRATEGIES
 
@@ -35,39 +36,10 @@ print(json.dumps(summary))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="Hugging Face folder")
-    parser.add_argument("--task", default="nli")
-    parser.add_argument("--data", default="resources/xtreme-mini")
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--shots", type=int, default=5)
-    parser.add_argument("--top-k", type=int, default=256)
-    parser.add_argument("--max-examples", type=int, default=48)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-
-    from icldistill.data import prepare_split, read_jsonl, write_jsonl
-    from icldistill.demos import draw_demonstrations, training_rows, write_demonstrations
-    from icldistill.teacher import build_teacher_cache
-
+    args = training_parser(__doc__, steps=6).parse_args()
     work = Path(tempfile.mkdtemp(prefix="lambda-bench-"))
-    source = {"source": "local", "path": args.data}
-    files = {}
-    for split in ("train", "dev"):
-        files[split] = work / f"{split}.jsonl"
-        prepare_split(source, args.task, split, "en", None, 1234, files[split], work / f"{split}.manifest.json")
-    # the workflow's data stage: English demonstrations, and the training rows without them
-    pool = read_jsonl(files["train"])
-    demos = draw_demonstrations(pool, args.task, "en", args.shots, 1234)
-    write_demonstrations(work / "demos.json", demos)
-    files["rows"] = work / "rows.jsonl"
-    write_jsonl(files["rows"], training_rows(pool, demos.held_out, 1234, args.task, args.max_examples))
-    teacher = work / "teacher.safetensors"
-    build_teacher_cache(
-        args.model, args.task, str(files["rows"]), str(work / "demos.json"), str(teacher), args.top_k,
-        {"dtype": "auto", "batch_size": 8}, args.model,
-    )  # fmt: skip
+    files = training_data(args, work)
+    teacher = files["teacher"]
 
     base = {
         "max_steps": args.steps,

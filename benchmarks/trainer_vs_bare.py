@@ -16,12 +16,13 @@ data by default; ``--data ../shared/xtreme-real`` reads the real sample.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from common import training_data, training_parser
 
 TRAINER = """
 import csv, json, resource, sys, torch
@@ -79,36 +80,12 @@ print(json.dumps({"tokens": tokens, "seconds": seconds,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="Hugging Face folder")
-    parser.add_argument("--task", default="nli")
-    parser.add_argument("--data", default="resources/xtreme-mini")
-    parser.add_argument("--steps", type=int, default=8)
+    parser = training_parser(__doc__, steps=8)
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of tokens/s")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--shots", type=int, default=5)
-    parser.add_argument("--top-k", type=int, default=256)
-    parser.add_argument("--max-examples", type=int, default=48)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-
-    from icldistill.data import prepare_split, read_jsonl, write_jsonl
-    from icldistill.demos import draw_demonstrations, training_rows, write_demonstrations
-    from icldistill.teacher import build_teacher_cache
-
     work = Path(tempfile.mkdtemp(prefix="trainer-bench-"))
-    split = work / "train.jsonl"
-    prepare_split({"source": "local", "path": args.data}, args.task, "train", "en", None, 1234, split, work / "m.json")
-    pool = read_jsonl(split)
-    demos = draw_demonstrations(pool, args.task, "en", args.shots, 1234)
-    write_demonstrations(work / "demos.json", demos)
-    rows = work / "rows.jsonl"
-    write_jsonl(rows, training_rows(pool, demos.held_out, 1234, args.task, args.max_examples))
-    teacher = work / "teacher.safetensors"
-    build_teacher_cache(
-        args.model, args.task, str(rows), str(work / "demos.json"), str(teacher), args.top_k,
-        {"dtype": "auto", "batch_size": 8}, args.model,
-    )  # fmt: skip
+    files = training_data(args, work)
+    rows, teacher = files["rows"], files["teacher"]
 
     base = {"max_steps": args.steps, "batch_size": args.batch_size, "lr": 1e-3, "warmup_steps": 1}
     base |= {"checkpoint_every": 0, "lora_dropout": 0.05}
