@@ -49,8 +49,8 @@ def main() -> None:
         "checkpoint_every": 0,
     }
     runs = {"ce (SFT)": {"loss": "ce"}, "fixed λ 0.5": {"loss": "kd", "lam": 0.5}}
-    for name, spec in STRATEGIES.items():
-        params = {"lambdas": {args.task: 1.0}} if name == "task_prior" else dict(spec.defaults)
+    for name, declared in STRATEGIES.items():
+        params = {"lambdas": {args.task: 1.0}} if name == "task_prior" else dict(declared.defaults)
         if name == "meta":
             params["val_batch_size"] = args.batch_size
         runs[name] = {"loss": "kd", "strategy": name, "strategy_params": params}
