@@ -128,12 +128,22 @@ def prior_lambda(lambdas: dict[str, float], task: str) -> float:
 
 
 # -- strategies with state ----------------------------------------------------------------------
+#: the training class of every strategy by name, filled as the classes below are defined
+STRATEGY_CLASSES: dict[str, type[Strategy]] = {}
+
+
 class Strategy:
     """A fixed λ. Subclasses override :meth:`token_weights` (loss weights) or set
     ``mixes_gradients`` and override :meth:`mix` (gradient mixes)."""
 
     name = "fixed"
     mixes_gradients = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # a strategy class is known by its ``name`` once defined (its declaration, label and
+        # parameters are in icldistill.train.registry)
+        super().__init_subclass__(**kwargs)
+        STRATEGY_CLASSES[cls.name] = cls
 
     def __init__(self, lam: float = 0.0, **params: Any):
         self.lam = float(lam)
@@ -162,6 +172,9 @@ class Strategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+STRATEGY_CLASSES[Strategy.name] = Strategy
 
 
 class Entropy(Strategy):
@@ -261,7 +274,6 @@ class Meta(Strategy):
         self.current = state["lambda"]
 
 
-STRATEGY_CLASSES = {cls.name: cls for cls in (Strategy, Entropy, LossRatio, TaskPrior, GradConflict, Meta)}
 
 
 def make_strategy(strategy: str, lam: float, params: dict[str, Any], temperature: float = 1.0) -> Strategy:
