@@ -83,11 +83,6 @@ def _pos_scores(task, lang, predictions, references):
     return parsed, {"accuracy": accuracy}, per_example
 
 
-#: scorer of each ``Task.scoring``: (task, lang, predictions, references) → (parsed answers,
-#: cell metrics, per-example scores)
-SCORERS = {"label": _label_scores, "span": _qa_scores, "entities": _ner_scores, "tokens": _pos_scores}
-
-
 def _mean(values: Sequence[float]) -> float:
     return 100.0 * sum(values) / len(values) if values else 0.0
 
@@ -97,7 +92,11 @@ def score(task: str, lang: str, predictions: Sequence[str], references: Sequence
     spec = get_task(task)
     if len(predictions) != len(references):
         raise ValueError(f"{task}/{lang}: {len(predictions)} predictions for {len(references)} references")
-    parsed, metrics, per_example = SCORERS[spec.scoring](spec, lang, predictions, references)
+    # the scorer of each ``Task.scoring``: (task, lang, predictions, references) → (parsed
+    # answers, cell metrics, per-example scores). Named here, not at module level, so that
+    # importing this module (the report's jobs do) reaches no scorer's dependencies (seqeval)
+    scorers = {"label": _label_scores, "span": _qa_scores, "entities": _ner_scores, "tokens": _pos_scores}
+    parsed, metrics, per_example = scorers[spec.scoring](spec, lang, predictions, references)
     result: dict[str, Any] = dict(metrics)
     result["n"] = len(references)
     result["parse_failures"] = sum(p is None for p in parsed)
