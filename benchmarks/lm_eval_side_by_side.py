@@ -17,7 +17,7 @@ Both sides: fp32 by default, the same batch size and threads, model loading not 
 (task, shots): examples/s of each, the ratio, how many predictions agree, and each side's score
 (accuracy; QA: F1 / exact match by this project's MLQA metric for both sides' outputs).
 
-    python -m venv /tmp/lm-eval && /tmp/lm-eval/bin/pip install torch==2.13.0 lm_eval==0.4.13
+    python -m venv /tmp/lm-eval && /tmp/lm-eval/bin/pip install torch==2.13.0 lm_eval==0.4.13 accelerate
     python benchmarks/lm_eval_side_by_side.py --model results/models/smollm2-135m \\
         --lm-eval-python /tmp/lm-eval/bin/python
 """
