@@ -2,20 +2,9 @@
 by every KD run (its file format: :mod:`icldistill.train.teacher_cache`).
 
 For each training example the frozen base model reads the teacher prompt (k demonstrations,
-or none for Control) followed by the gold answer; for every answer token the cache keeps the
-top-K logits and their token ids. Layout (safetensors, no pickle):
-
-- ``values`` [N, K] bf16/fp16 — top-K logits, N = answer tokens over all examples
-- ``ids`` [N, K] int32 — their token ids
-- ``offsets`` [E + 1] int64 — example e owns rows ``offsets[e]:offsets[e + 1]``
-- ``answer_ids`` [N] int32 — the answer tokens themselves (checked against the training data)
-- ``entropy`` [N] float32 — the entropy (nats) of the teacher's full-vocabulary distribution at
-  each answer token (the entropy-λ strategy's H; absent when the backend cannot see the full
-  logits, i.e. vLLM)
-
-and a JSON header in the safetensors metadata (model, task, shots, K, tokenizer hash,
-example ids, a hash of the teacher's sequences). Bytes per answer token: K·(2 + 4) + 4 + 4
-(1544 for K = 256).
+or none for Control) followed by the gold answer, once; the cache keeps the top-K logits of
+every answer token and their ids (layout and checks: :mod:`icldistill.train.teacher_cache`).
+The job's tokens and timings go to a JSON file beside the cache, which stays byte-reproducible.
 """
 
 from __future__ import annotations
