@@ -274,8 +274,6 @@ class Meta(Strategy):
         self.current = state["lambda"]
 
 
-
-
 def make_strategy(strategy: str, lam: float, params: dict[str, Any], temperature: float = 1.0) -> Strategy:
     """The strategy object of a KD run's settings."""
     if strategy not in STRATEGY_CLASSES:
