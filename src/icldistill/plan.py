@@ -71,8 +71,10 @@ def parse_dry_run(text: str) -> list[PlannedJob]:
             current = PlannedJob(head.group(1))
             jobs.append(current)
             continue
-        if current is None or not line.startswith("    "):
-            current = None if not line.startswith("    ") else current
+        if not line.startswith("    "):
+            current = None  # a job block ends at its first unindented line
+            continue
+        if current is None:
             continue
         key, _, value = line.strip().partition(": ")
         if key == "wildcards":
@@ -115,18 +117,20 @@ def gpu_hours(jobs: list[PlannedJob], records: Path | None) -> list[dict]:
         if job.rule not in GPU_RULES or not job.gpus:
             continue
         key = (job.wildcards.get("model", ""), GPU_RULES[job.rule])
-        row = groups.setdefault(key, {"model": key[0], "stage": key[1], "jobs": 0, "gpus": set(), "requested": 0.0})
+        row = groups.setdefault(
+            key, {"model": key[0], "stage": key[1], "jobs": 0, "gpus": set(), "gpu_total": 0, "requested": 0.0}
+        )
         row["jobs"] += 1
         row["gpus"].add(job.gpus)
+        row["gpu_total"] += job.gpus
         row["requested"] += job.gpus * job.runtime_minutes / 60
-        row.setdefault("gpu_jobs", []).append(job.gpus)
     recorded = recorded_seconds(records, {model for model, _ in groups})
     rows = [groups[k] for k in sorted(groups)]
     for row in rows:
         seen = recorded.get((row["model"], row["stage"]), [])
         row["records"] = len(seen)
-        mean = sum(seen) / len(seen) if seen else None
-        row["estimated"] = sum(row.pop("gpu_jobs")) * mean / 3600 if seen else None
+        gpu_total = row.pop("gpu_total")
+        row["estimated"] = gpu_total * sum(seen) / len(seen) / 3600 if seen else None
         row["gpus"] = "/".join(str(g) for g in sorted(row["gpus"]))
     return rows
 
