@@ -5,8 +5,9 @@ autocast where the CPU has bf16 kernels, on the same micro-batches (the trainer'
 ``batch_plan`` over the same training sequences). The bare step is what a minimal script would do:
 ``model(input_ids, attention_mask, labels)`` with labels on the answer tokens only (logits of every
 position), ``loss.backward()``, clip, ``optimizer.step()``. The trainer runs SFT and KD (with a
-cached 5-shot teacher), with and without activation checkpointing. Each run has its own process
-(its own peak RSS); the first ``--warmup`` steps are left out of tokens/s.
+cached 5-shot teacher) with the default settings, SFT row by row (``pad_limit`` 0), and both with
+activation checkpointing on every batch. Each run has its own process (its own peak RSS); the
+first ``--warmup`` steps are left out of tokens/s.
 
     python benchmarks/trainer_vs_bare.py --model results/models/smollm2-135m --task nli
 
@@ -91,14 +92,18 @@ def main() -> None:
     base |= {"checkpoint_every": 0, "lora_dropout": 0.05}
     runs = {
         "bare peft step": (BARE, {}, None),
-        "trainer SFT": (TRAINER, {"loss": "ce", "activation_checkpointing": False}, None),
-        "trainer KD": (TRAINER, {"loss": "kd", "lam": 0.5, "activation_checkpointing": False}, teacher),
-        "trainer SFT, ckpt": (TRAINER, {"loss": "ce"}, None),
-        "trainer KD, ckpt": (TRAINER, {"loss": "kd", "lam": 0.5}, teacher),
+        # the defaults: batched when padding ≤ pad_limit, checkpointing above checkpoint_above_tokens
+        "trainer SFT": (TRAINER, {"loss": "ce"}, None),
+        "trainer KD": (TRAINER, {"loss": "kd", "lam": 0.5}, teacher),
+        # every batch row by row (pad_limit 0), as for ragged batches
+        "trainer SFT, rows": (TRAINER, {"loss": "ce", "pad_limit": 0.0, "activation_checkpointing": False}, None),
+        # every batch checkpointed (activation_checkpointing: true)
+        "trainer SFT, ckpt": (TRAINER, {"loss": "ce", "activation_checkpointing": True}, None),
+        "trainer KD, ckpt": (TRAINER, {"loss": "kd", "lam": 0.5, "activation_checkpointing": True}, teacher),
     }
     print(f"task={args.task} steps={args.steps} (first {args.warmup} not timed) batch={args.batch_size} "
           f"K={args.top_k} threads={args.threads}")  # fmt: skip
-    print(f"{'run':<18} {'tokens/s':>9} {'÷ bare':>7} {'÷ SFT':>6} {'peak RSS MB':>12}")
+    print(f"{'run':<19} {'tokens/s':>9} {'÷ bare':>7} {'÷ SFT':>6} {'peak RSS MB':>12}")
     rates: dict[str, float] = {}
     for name, (code, settings, cache) in runs.items():
         out = work / name.replace(" ", "_").replace(",", "")
@@ -115,7 +120,7 @@ def main() -> None:
         rates[name] = figures["tokens"] / figures["seconds"]
         sft = rates.get(name.replace("KD", "SFT")) if "KD" in name else None
         print(
-            f"{name:<18} {rates[name]:>9.0f} {rates[name] / rates['bare peft step']:>7.2f} "
+            f"{name:<19} {rates[name]:>9.0f} {rates[name] / rates['bare peft step']:>7.2f} "
             f"{(f'{rates[name] / sft:.2f}' if sft else ''):>6} {figures['max_rss_mb']:>12.0f}"
         )
 

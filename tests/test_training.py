@@ -346,20 +346,25 @@ def _padded_batch():
     return collate(examples, pad_id=0)
 
 
-def test_answer_head_picks_the_answer_logits_of_each_row_from_the_model_forward(tiny_model_dir):
+@pytest.mark.parametrize("pad_limit, by_rows", [(0.0, True), (0.25, False)])
+def test_answer_head_picks_the_answer_logits_of_each_row_from_the_model_forward(tiny_model_dir, pad_limit, by_rows):
     """The gathered path equals the model's own full forward at each (row, position) of a padded
     batch (row b's answer sits where row a still has prompt), and its gradient equals the
-    forward's: the head is a reindexing, not another model."""
+    forward's: the head is a reindexing, not another model. Both ways through the decoder: the
+    batch (rows of 8 and 5 tokens, 3 of 16 positions padding) goes row by row above a pad limit
+    of 3/16 and as one padded batch at or below it."""
     from transformers import AutoModelForCausalLM
 
     from icldistill.train.trainer import AnswerHead
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     model.eval()
-    head = AnswerHead(model)
+    head = AnswerHead(model, pad_limit)
     head.check(torch.device("cpu"))
     assert head.gathered
     batch = _padded_batch()
+    assert head.by_rows(batch["attention_mask"]) == by_rows
+    assert head.positions(batch["attention_mask"]) == (13 if by_rows else 16)
     full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     expected = full[batch["rows"], batch["positions"]]
     ours = head(batch, torch.device("cpu"))
@@ -394,6 +399,47 @@ def test_answer_head_falls_back_to_the_forward_when_the_model_scales_its_logits(
     batch = _padded_batch()
     expected = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     torch.testing.assert_close(head(batch, torch.device("cpu")), expected[batch["rows"], batch["positions"]])
+
+
+def test_pad_limit_is_a_result_setting_and_checkpointing_is_not():
+    """Batched and row-by-row passes round differently (another run), checkpointing does not."""
+    default = TrainSettings().fingerprint()
+    assert TrainSettings(pad_limit=0.0).fingerprint() != default
+    assert TrainSettings(activation_checkpointing=False, checkpoint_above_tokens=7).fingerprint() == default
+
+
+def test_auto_checkpointing_switches_per_batch_with_bitwise_the_same_gradients(tiny_model_dir):
+    """``auto`` checkpoints a micro-batch of more than ``checkpoint_above_tokens`` positions and
+    not a shorter one; whichever it does, the gradients are those of no checkpointing."""
+    from icldistill.train.examples import TrainExample
+    from icldistill.train.trainer import AnswerHead, prepare_model, set_checkpointing
+
+    long = collate([TrainExample("a", list(range(5, 40)), [41, 42]), TrainExample("b", list(range(7, 40)), [43])], 0)
+    short = collate([TrainExample("c", list(range(5, 12)), [41, 42])], 0)
+    grads, states = {}, []
+    for mode in (False, "auto"):
+        settings = TrainSettings(activation_checkpointing=mode, checkpoint_above_tokens=20, lora_dropout=0.1)
+        model = prepare_model(str(tiny_model_dir), settings)
+        model.train()
+        base = model.get_base_model()
+        head = AnswerHead(model, settings.pad_limit)
+        torch.manual_seed(3)
+        grads[mode] = []
+        for batch in (long, short, long):
+            if mode == "auto":
+                set_checkpointing(model, head.positions(batch["attention_mask"]) > settings.checkpoint_above_tokens)
+                states.append(base.is_activation_checkpointing)
+            answer_ce(head(batch, torch.device("cpu")), batch["targets"]).backward()
+            grads[mode].append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+            model.zero_grad()
+    assert states == [True, False, True]
+    pairs = [
+        (a, b)
+        for step_a, step_b in zip(grads[False], grads["auto"], strict=True)
+        for a, b in zip(step_a, step_b, strict=True)
+    ]
+    assert len(pairs) > 0 and all(torch.equal(a, b) for a, b in pairs)
+    assert any(float(g.abs().sum()) > 0 for g in grads[False][1])
 
 
 def test_activation_checkpointing_gives_bitwise_the_same_gradients(tiny_model_dir):

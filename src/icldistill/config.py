@@ -651,6 +651,7 @@ def train_settings(config: dict[str, Any], condition: str, tasks: list[str]) -> 
         "weight_decay": training.get("weight_decay", 0.0),
         "warmup_steps": training.get("warmup_steps", 0),
         "max_grad_norm": training.get("max_grad_norm", 1.0),
+        "pad_limit": training.get("pad_limit", 0.25),
         "bf16": training.get("bf16", True),
         "seed": int(cond.get("seed", training_seeds(config)[0])),
         "checkpoint_every": training.get("checkpoint_every", 0),

@@ -15,7 +15,7 @@ rule infer:
         f"{BENCH}/infer/{{model}}.{{task}}.{{condition}}.tsv",
     conda:
         stage_env(config["generation"].get("backend", "hf"))
-    threads: 8
+    threads: config["threads"]
     resources:
         **cluster_resources("infer"),
     params:

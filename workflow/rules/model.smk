@@ -10,7 +10,7 @@ rule convert_gguf_model:
         f"{BENCH}/convert_gguf_model/{{model}}.tsv",
     conda:
         "../../envs/model.yaml"
-    threads: 2
+    threads: config["threads"]
     resources:
         **cluster_resources("model"),
     params:

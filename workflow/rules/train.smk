@@ -21,7 +21,7 @@ rule train:
         condition=one_of(RUNS),
     conda:
         "../../envs/inference.yaml"
-    threads: 8
+    threads: config["threads"]
     resources:
         **cluster_resources("train"),
     params:

@@ -12,7 +12,8 @@ verify_input_folders(snakemake.input.model)
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
 # from the config, not params: it changes how training computes, not what (see TrainSettings)
-checkpointing = (snakemake.config.get("training") or {}).get("activation_checkpointing", True)
+training = snakemake.config.get("training") or {}
+checkpointing = {k: training[k] for k in ("activation_checkpointing", "checkpoint_above_tokens") if k in training}
 run_training(
     local_model(p.model_path, p.model_source, hub),
     p.tasks,
@@ -20,7 +21,7 @@ run_training(
     list(snakemake.input.get("teacher", [])),
     snakemake.output.adapter,
     snakemake.output.log_csv,
-    {**p.settings, "activation_checkpointing": checkpointing},
+    {**p.settings, **checkpointing},
     template_kwargs=p.template_kwargs,
     trust_remote_code=p.trust_remote_code,
     dev_files=list(snakemake.input.get("dev", [])),

@@ -56,10 +56,19 @@ class TrainSettings:
     warmup_steps: int = 3
     max_grad_norm: float = 1.0
     bf16: bool = True
+    #: a micro-batch goes through the decoder as one right-padded batch when padding is at most
+    #: this fraction of its positions, else row by row at each row's own length (ragged batches
+    #: such as MLQA's: no compute or activations spent on padding). One batched call is faster
+    #: on short, even rows; the two paths round differently and draw other dropout masks, so
+    #: the limit is part of the run's fingerprint
+    pad_limit: float = 0.25
     #: recompute each layer's activations in the backward pass instead of storing them: the
     #: gradients are bitwise the same (dropout's RNG state is replayed), so it is left out of
-    #: the fingerprint; memory falls from activations × layers to one layer's
-    activation_checkpointing: bool = True
+    #: the fingerprint; memory falls from activations × layers to one layer's. ``auto``: only
+    #: for micro-batches of more than ``checkpoint_above_tokens`` positions (the recompute costs
+    #: about a third of a step, and short batches have the memory to spare)
+    activation_checkpointing: bool | str = "auto"
+    checkpoint_above_tokens: int = 2048
     seed: int = 0
     checkpoint_every: int = 10
     loss: str = "ce"  # ce | kd
@@ -76,7 +85,7 @@ class TrainSettings:
 
 
 #: settings that change how a run computes, not what it computes
-RESULT_NEUTRAL = ("activation_checkpointing",)
+RESULT_NEUTRAL = ("activation_checkpointing", "checkpoint_above_tokens")
 
 
 @dataclass
@@ -209,15 +218,37 @@ def prepare_model(model_path: str, settings: TrainSettings, trust_remote_code: b
     elif settings.method != "full":
         raise ValueError(f"training.method: unknown method {settings.method!r} (lora or full)")
     model.config.use_cache = False
-    if settings.activation_checkpointing:
-        base = model.get_base_model() if settings.method == "lora" else model
+    if settings.activation_checkpointing not in (True, False, "auto"):
+        raise ValueError(
+            f"training.activation_checkpointing: {settings.activation_checkpointing!r} (true, false or auto)"
+        )
+    set_checkpointing(model, settings.activation_checkpointing is True)
+    return model
+
+
+def set_checkpointing(model, on: bool) -> None:
+    """Turn activation checkpointing of ``model``'s decoder layers on or off (a no-op when it
+    already is): between micro-batches under ``activation_checkpointing: auto``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    state = getattr(base, "is_activation_checkpointing", None)
+    state = base.is_gradient_checkpointing if state is None else state
+    if state == on:
+        return
+    new_api = hasattr(base, "activation_checkpointing_enable")  # transformers ≥ 5.x
+    if on:
         # non-reentrant: the frozen embeddings' output needs no grad, and dropout masks replay
         kwargs = {"use_reentrant": False}
-        if hasattr(base, "activation_checkpointing_enable"):  # transformers ≥ 5.x
+        if new_api:
             base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    return model
+    else:
+        if new_api:
+            base.activation_checkpointing_disable()
+        else:
+            base.gradient_checkpointing_disable()
+        if hasattr(base, "disable_input_require_grads"):
+            base.disable_input_require_grads()  # enable's hook on the embeddings, not needed without
 
 
 class AnswerHead:
@@ -235,8 +266,9 @@ class AnswerHead:
     short sequence and, if they disagree, falls back to the forward with ``logits_to_keep``.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, pad_limit: float = 0.25):
         self.model = model
+        self.pad_limit = pad_limit
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.decoder = base.base_model if base.base_model is not base else None
         self.output = base.get_output_embeddings()
@@ -244,7 +276,21 @@ class AnswerHead:
         self.checked = self.decoder is None or self.output is None
         self.gathered = not self.checked
 
+    def by_rows(self, mask) -> bool:
+        """Whether a batch goes through the decoder row by row: when its padding is more than
+        ``pad_limit`` of its positions (see ``TrainSettings.pad_limit``)."""
+        real = int(mask.sum())
+        return real < (1 - self.pad_limit) * mask.numel()
+
+    def positions(self, mask) -> int:
+        """The positions the decoder processes for a batch (padding included when batched):
+        what its activations' memory grows with."""
+        return int(mask.sum()) if self.gathered and self.by_rows(mask) else mask.numel()
+
     def _gathered(self, ids, mask, rows, positions):
+        if not self.by_rows(mask):
+            hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            return self._project(hidden[rows, positions])
         # one row at a time at its own length: no activations of padding (a batch of MLQA rows
         # of 120-690 tokens would otherwise store 8 × 690 positions per layer); the graphs of
         # all rows stay alive until the one backward, so the loss is the batch's as before
@@ -255,7 +301,10 @@ class AnswerHead:
             if len(at):
                 hidden = self.decoder(input_ids=ids[r : r + 1, :n]).last_hidden_state[0]
                 picked.append(hidden[at])
-        logits = self.output(torch.cat(picked))
+        return self._project(torch.cat(picked))
+
+    def _project(self, hidden):
+        logits = self.output(hidden)
         if self.cap is not None:
             logits = torch.tanh(logits / self.cap) * self.cap
         return logits
@@ -552,10 +601,12 @@ def train(
         log.info("resumed from %s (step %d of %d)", resumed, start, steps)
     autocast = settings.bf16 and (device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
-    head = AnswerHead(model)
+    head = AnswerHead(model, settings.pad_limit)
     head.check(device)
 
     def answer_logits_of(batch):
+        if settings.activation_checkpointing == "auto":
+            set_checkpointing(model, head.positions(batch["attention_mask"]) > settings.checkpoint_above_tokens)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             return head(batch, device)
 
