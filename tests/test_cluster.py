@@ -138,6 +138,29 @@ def test_tensor_parallel_size_reaches_the_slurm_request(tmp_path):
         assert "gpu=1" in other, other
 
 
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_model_jobs_run_on_one_thread_side_by_side_and_a_vllm_engine_takes_the_cores(tmp_path, backend):
+    """Local dry run with 4 cores: HF inference, teacher and training jobs get ``threads`` (1,
+    so Snakemake prints no threads line and runs them side by side); vLLM inference and teacher
+    jobs get all 4 cores, so two engines never share them."""
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    override = tmp_path / "backend.yaml"
+    override.write_text(f"generation:\n  backend: {backend}\nteacher:\n  backend: {backend}\n")
+    result = subprocess.run(
+        [snakemake, "-n", "--cores", "4", "--configfile", "config/config.yaml", str(override)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    blocks = (result.stdout + result.stderr).split("\nrule ")
+    for rule in ("infer:", "teacher_cache:", "train:"):
+        job = next(b for b in blocks if b.startswith(rule))
+        engine = backend == "vllm" and rule != "train:"
+        assert ("threads: 4" in job) == engine and ("threads:" in job) == engine, job
+
+
 def test_paper_config_turns_qwen3_thinking_off_in_every_prompt_teacher_and_training_job(tmp_path):
     """``models.<id>.chat_template_kwargs`` reach the planned jobs' params (Snakemake's own plan
     of the paper grid, through its API): ``enable_thinking: false`` for both Qwen3 models only."""

@@ -612,6 +612,14 @@ def teacher_settings(wildcards):
     }
 
 
+def job_threads(backend="hf"):
+    """CPU threads of a model job: ``threads`` (default 1, so that a CPU runs jobs side by side,
+    which keeps its cores busier than one job with all of them); a vLLM engine takes the machine
+    (8, capped at --cores): two engines side by side would split one GPU's memory or a CPU's
+    cores between them."""
+    return 8 if backend == "vllm" else config["threads"]
+
+
 def stage_env(backend):
     """The conda env of an inference or teacher job (used with --use-conda)."""
     return "../../envs/vllm.yaml" if backend == "vllm" else "../../envs/inference.yaml"

@@ -15,7 +15,7 @@ rule infer:
         f"{BENCH}/infer/{{model}}.{{task}}.{{condition}}.tsv",
     conda:
         stage_env(config["generation"].get("backend", "hf"))
-    threads: config["threads"]
+    threads: job_threads(config["generation"].get("backend", "hf"))
     resources:
         **cluster_resources("infer"),
     params:

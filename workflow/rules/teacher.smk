@@ -15,7 +15,7 @@ rule teacher_cache:
         f"{BENCH}/teacher_cache/{{model}}.{{task}}.{{tshots}}shot.tsv",
     conda:
         stage_env(teacher_backend())
-    threads: config["threads"]
+    threads: job_threads(teacher_backend())
     resources:
         **cluster_resources("teacher"),
     params:
