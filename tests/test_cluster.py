@@ -116,21 +116,20 @@ def test_paper_config_plans_the_seed_grid_with_gpu_requests_through_the_slurm_pr
     )
 
 
+def _dry_run_jobs(*args: str) -> list[str]:
+    """The job blocks (each starting with its rule name) of a ``snakemake`` dry run from the repo."""
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    result = subprocess.run([snakemake, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return (result.stdout + result.stderr).split("\nrule ")
+
+
 def test_tensor_parallel_size_reaches_the_slurm_request(tmp_path):
     """Dry run through the SLURM profile: Qwen3-8B on 2-way tensor parallelism asks for 2 GPUs
     in its vLLM jobs (inference, teacher) and keeps its configured 2 for training."""
-    snakemake = str(Path(sys.executable).with_name("snakemake"))
     override = tmp_path / "tp2.yaml"
     override.write_text("models:\n  qwen3-8b:\n    vllm:\n      tensor_parallel_size: 2\n")
-    result = subprocess.run(
-        [snakemake, "--profile", "slurm", "-n", "-j", "64", "--configfile", "config/paper.yaml", str(override)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    blocks = (result.stdout + result.stderr).split("\nrule ")
+    blocks = _dry_run_jobs("--profile", "slurm", "-n", "-j", "64", "--configfile", "config/paper.yaml", str(override))
     for rule in ("infer:", "teacher_cache:"):
         job = next(b for b in blocks if b.startswith(rule) and "model=qwen3-8b" in b)
         assert "gpu=2" in job, job
@@ -143,18 +142,9 @@ def test_model_jobs_run_on_one_thread_side_by_side_and_a_vllm_engine_takes_the_c
     """Local dry run with 4 cores: HF inference, teacher and training jobs get ``threads`` (1,
     so Snakemake prints no threads line and runs them side by side); vLLM inference and teacher
     jobs get all 4 cores, so two engines never share them."""
-    snakemake = str(Path(sys.executable).with_name("snakemake"))
     override = tmp_path / "backend.yaml"
     override.write_text(f"generation:\n  backend: {backend}\nteacher:\n  backend: {backend}\n")
-    result = subprocess.run(
-        [snakemake, "-n", "--cores", "4", "--configfile", "config/config.yaml", str(override)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    blocks = (result.stdout + result.stderr).split("\nrule ")
+    blocks = _dry_run_jobs("-n", "--cores", "4", "--configfile", "config/config.yaml", str(override))
     for rule in ("infer:", "teacher_cache:", "train:"):
         job = next(b for b in blocks if b.startswith(rule))
         engine = backend == "vllm" and rule != "train:"
