@@ -12,26 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from icldistill.config import (
-    ConfigError,
-    cells,
-    check_config,
-    comparisons,
-    condition_rows,
-    eval_cap,
-    expand_conditions,
-    expanded,
-    is_replicated,
-    is_run,
-    is_trained,
-    seed_members,
-    shots,
-    sweep_members,
-    sweep_name,
-    train_settings,
-    trained_run,
-    uses_teacher,
-)
+from icldistill.config import ConfigError, check_config, eval_cap
+from icldistill.grid import Grid, sweep_name
 
 from .conftest import ROOT
 
@@ -193,9 +175,13 @@ def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
         check_config_files([good, bad])
 
 
+def _grid(cfg=None) -> Grid:
+    return Grid.from_config(DEFAULT if cfg is None else cfg)
+
+
 def test_default_config_is_valid_and_skips_invalid_pairs():
     check_config(DEFAULT, root=ROOT)
-    grid = cells(expanded(DEFAULT))
+    grid = _grid().cells()
     # 5 tasks x 6 languages minus pa-hi and qa-fr; base, fewshot, finetuned, distilled, its 3
     # sweep members and distilled-best, control and the five dynamic-λ strategies
     assert len(grid) == 28 * 14
@@ -203,90 +189,91 @@ def test_default_config_is_valid_and_skips_invalid_pairs():
 
 
 def test_sweep_expands_into_stable_names_after_its_condition():
-    conditions = expand_conditions(DEFAULT["conditions"])
-    assert list(conditions)[:9] == [
+    grid = _grid()
+    assert grid.names()[:9] == [
         "base", "fewshot", "finetuned", "distilled",
         "distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5", "distilled-best", "control",
     ]  # fmt: skip
-    assert conditions["distilled@lam=0.1"] == {
-        "kind": "train", "loss": "kd", "teacher_few_shot": True, "lambda": 0.1, "sweep_of": "distilled",
-    }  # fmt: skip
-    assert conditions["distilled-best"] == {"kind": "best", "sweep_of": "distilled", "lambdas": [0.0, 0.1, 0.5]}
-    assert "sweep" not in conditions["distilled"]
-    assert expand_conditions(conditions) == conditions  # idempotent
+    member = grid["distilled@lam=0.1"]
+    assert (member.role, member.sweep_of, member.lam, member.loss) == ("sweep", "distilled", 0.1, "kd")
+    assert dict(member.settings) == {"loss": "kd", "teacher_few_shot": True, "lambda": 0.1}
+    best = grid["distilled-best"]
+    assert (best.role, best.sweep_of, best.lambdas, best.trained) == ("best", "distilled", (0.0, 0.1, 0.5), False)
+    assert "sweep" not in grid["distilled"].settings and grid["distilled"].role == "train"
+    assert DEFAULT["conditions"]["distilled"]["sweep"] == {"lambda": [0, 0.1, 0.5]}  # the config is not edited
     assert [sweep_name("d", v) for v in (0, 0.05, 1.0, 1e-4)] == ["d@lam=0", "d@lam=0.05", "d@lam=1", "d@lam=0.0001"]
-    cfg = expanded(DEFAULT)
-    assert sweep_members(cfg, "distilled-best") == ["distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5"]
+    assert grid.sweep_members("distilled-best") == ["distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5"]
+    assert grid.sweep_members("distilled") == grid.sweep_members("distilled-best")
 
 
 def test_seeds_expand_every_trained_condition():
-    cfg = expanded(_with("training.seeds", [0, 1, 2]))
-    conditions = cfg["conditions"]
-    runs = [c for c in conditions if is_run(cfg, c)]
-    reported = [c for c in conditions if is_trained(cfg, c) and "@seed=" not in c]
+    grid = _grid(_with("training.seeds", [0, 1, 2]))
+    runs = [c.name for c in grid if c.has_run]
+    reported = [c for c in grid.reported() if grid[c].trained]
     # finetuned, distilled, its 3 sweep members, control and the five strategies, 3 seeds each
     assert len(reported) == 11 and len(runs) == 33
-    assert all(is_replicated(cfg, c) and seed_members(cfg, c) == [f"{c}@seed={s}" for s in (0, 1, 2)] for c in reported)
-    assert conditions["finetuned@seed=2"] == {"kind": "train", "loss": "ce", "seed": 2, "seed_of": "finetuned"}
-    assert train_settings(cfg, "finetuned@seed=2", ["nli"])["seed"] == 2
-    assert expand_conditions(conditions, [0, 1, 2]) == conditions  # idempotent
+    assert all(grid[c].replicated and grid.seed_members(c) == [f"{c}@seed={s}" for s in (0, 1, 2)] for c in reported)
+    run = grid["finetuned@seed=2"]
+    assert (run.role, run.seed_of, run.seed, run.loss, run.has_run) == ("seed", "finetuned", 2, "ce", True)
+    assert grid["distilled@lam=0.1@seed=1"].sweep_of == "distilled"  # a sweep member's seed run
+    assert grid.train_settings("finetuned@seed=2", ["nli"])["seed"] == 2
     # identical runs are still shared, seed by seed; the mean condition has no run of its own
-    assert trained_run(cfg, "distilled@lam=0@seed=1", ["ner"]) == "finetuned@seed=1"
-    assert trained_run(cfg, "distilled@lam=0.5@seed=2", ["ner"]) == "distilled@seed=2"
+    assert grid.trained_run("distilled@lam=0@seed=1", ["ner"]) == "finetuned@seed=1"
+    assert grid.trained_run("distilled@lam=0.5@seed=2", ["ner"]) == "distilled@seed=2"
     with pytest.raises(ValueError, match="no training run of its own"):
-        trained_run(cfg, "finetuned", ["ner"])
-    assert sweep_members(cfg, "distilled-best") == ["distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5"]
-    rows = {r["condition"]: r for r in condition_rows(cfg)}
+        grid.trained_run("finetuned", ["ner"])
+    assert grid.sweep_members("distilled-best") == ["distilled@lam=0", "distilled@lam=0.1", "distilled@lam=0.5"]
+    rows = {r["condition"]: r for r in grid.rows()}
     assert rows["finetuned"]["seeds"] == 3 and rows["finetuned@seed=1"]["role"] == "seed"
     assert rows["finetuned@seed=1"]["label"] == "Fine-Tuned (seed 1)"
     assert rows["distilled@lam=0"]["reuses"] == "finetuned"
-    assert ("finetuned@seed=1", "finetuned") not in comparisons(cfg)
+    assert ("finetuned@seed=1", "finetuned") not in grid.comparisons()
     # one seed (or training.seed alone) expands nothing: paths stay those of a single run
-    assert expanded(_with("training.seeds", [4]))["conditions"] == expanded(DEFAULT)["conditions"]
-    assert train_settings(expanded(_with("training.seeds", [4])), "finetuned", ["nli"])["seed"] == 4
+    one = _grid(_with("training.seeds", [4]))
+    assert one.conditions == _grid().conditions
+    assert one.train_settings("finetuned", ["nli"])["seed"] == 4
 
 
 def test_identical_runs_are_trained_once():
-    cfg = expanded(DEFAULT)
+    grid = _grid()
     # λ = 0 is SFT: no teacher, and the run of Fine-Tuned is reused; λ = 0.5 is Distilled
-    assert train_settings(cfg, "distilled@lam=0", ["ner"]) == train_settings(cfg, "finetuned", ["ner"])
-    assert not uses_teacher(cfg, "distilled@lam=0", ["ner"])
-    assert trained_run(cfg, "distilled@lam=0", ["ner"]) == "finetuned"
-    assert trained_run(cfg, "distilled@lam=0.5", ["ner"]) == "distilled"
-    assert trained_run(cfg, "distilled@lam=0.1", ["nli"]) == "distilled@lam=0.1"
+    assert grid.train_settings("distilled@lam=0", ["ner"]) == grid.train_settings("finetuned", ["ner"])
+    assert not grid.uses_teacher("distilled@lam=0", ["ner"])
+    assert grid.trained_run("distilled@lam=0", ["ner"]) == "finetuned"
+    assert grid.trained_run("distilled@lam=0.5", ["ner"]) == "distilled"
+    assert grid.trained_run("distilled@lam=0.1", ["nli"]) == "distilled@lam=0.1"
     # the same λ with a zero-shot teacher is another run
-    assert trained_run(cfg, "control", ["ner"]) == "control"
+    assert grid.trained_run("control", ["ner"]) == "control"
     # task_prior per task is a fixed λ: 0.5 for QA (= Distilled), 0.1 for NER, the same run as
     # the sweep's λ = 0.1 (a configured condition's name wins over a sweep member's)
-    assert trained_run(cfg, "task_prior", ["qa"]) == "distilled"
-    assert trained_run(cfg, "task_prior", ["ner"]) == "task_prior"
-    assert trained_run(cfg, "distilled@lam=0.1", ["ner"]) == "task_prior"
-    assert trained_run(cfg, "task_prior", ["nli"]) == "task_prior"
-    assert train_settings(cfg, "task_prior", ["nli"])["lam"] == 1.0
-    multitask = train_settings(cfg, "task_prior", ["nli", "qa", "ner"])
+    assert grid.trained_run("task_prior", ["qa"]) == "distilled"
+    assert grid.trained_run("task_prior", ["ner"]) == "task_prior"
+    assert grid.trained_run("distilled@lam=0.1", ["ner"]) == "task_prior"
+    assert grid.trained_run("task_prior", ["nli"]) == "task_prior"
+    assert grid.train_settings("task_prior", ["nli"])["lam"] == 1.0
+    multitask = grid.train_settings("task_prior", ["nli", "qa", "ner"])
     assert multitask["strategy"] == "task_prior"
     assert multitask["strategy_params"] == {"lambdas": {"nli": 1.0, "qa": 0.5, "ner": 0.1}}
     # without Fine-Tuned, λ = 0 trains itself, still without a teacher
-    no_ft = expanded(_with("conditions", {k: v for k, v in DEFAULT["conditions"].items() if k != "finetuned"}))
-    assert trained_run(no_ft, "distilled@lam=0", ["ner"]) == "distilled@lam=0"
+    no_ft = _grid(_with("conditions", {k: v for k, v in DEFAULT["conditions"].items() if k != "finetuned"}))
+    assert no_ft.trained_run("distilled@lam=0", ["ner"]) == "distilled@lam=0"
 
 
 def test_dynamic_settings_fill_defaults_and_change_only_their_condition():
-    cfg = expanded(DEFAULT)
-    entropy = train_settings(cfg, "entropy", ["nli"])
+    grid = _grid()
+    entropy = grid.train_settings("entropy", ["nli"])
     assert entropy["strategy"] == "entropy" and entropy["strategy_params"] == {"lambda_max": 1.0, "normalizer": "vocab"}
-    meta = train_settings(cfg, "meta", ["nli"])["strategy_params"]
+    meta = grid.train_settings("meta", ["nli"])["strategy_params"]
     assert meta == {"lambda_init": 0.5, "meta_lr": 0.1, "lambda_max": 5.0, "val_batch_size": 8}
-    changed = expanded(_with("conditions.entropy.dynamic", {"strategy": "entropy", "lambda_max": 2.0}))
-    for condition in cfg["conditions"]:
-        if is_trained(cfg, condition):
-            same = train_settings(changed, condition, ["nli"]) == train_settings(cfg, condition, ["nli"])
-            assert same == (condition != "entropy"), condition
+    changed = _grid(_with("conditions.entropy.dynamic", {"strategy": "entropy", "lambda_max": 2.0}))
+    for cond in grid:
+        if cond.trained:
+            same = changed.train_settings(cond.name, ["nli"]) == grid.train_settings(cond.name, ["nli"])
+            assert same == (cond.name != "entropy"), cond.name
 
 
 def test_condition_rows_describe_roles_labels_and_reuse():
-    rows = {r["condition"]: r for r in condition_rows(expanded(DEFAULT))}
-    assert rows["distilled@lam=0"] | {} == rows["distilled@lam=0"]
+    rows = {r["condition"]: r for r in _grid().rows()}
     assert (rows["distilled@lam=0"]["role"], rows["distilled@lam=0"]["reuses"]) == ("sweep", "finetuned")
     # λ = 0.1 is its own run for NLI/PA/QA and task_prior's for NER/POS: no single "reuses"
     assert rows["distilled@lam=0.1"]["reuses"] == "" and rows["distilled@lam=0.1"]["label"] == "Distilled λ=0.1"
@@ -297,27 +284,36 @@ def test_condition_rows_describe_roles_labels_and_reuse():
     assert rows["fewshot"]["description"] == "5-shot in-context learning, no fine-tuning"
     assert rows["task_prior"]["reuses"] == ""  # Distilled's run for QA only
     assert rows["distilled"]["lambda"] == 0.5 and rows["finetuned"]["lambda"] is None
+    assert [r["role"] for r in rows.values()].count("infer") == 2
+
+
+def test_comparisons_follow_the_report_config():
+    default = _grid().comparisons()
+    trained = ["distilled", "distilled-best", "control", "entropy", "grad_conflict", "loss_ratio", "meta", "task_prior"]
+    assert default == [(c, "finetuned") for c in trained] + [("distilled", "control")]
+    cfg = _with("report.comparisons", {"reference": "control", "pairs": [["entropy", "distilled"], ["x", "base"]]})
+    changed = _grid(cfg).comparisons()
+    assert ("finetuned", "control") in changed and ("control", "control") not in changed
+    assert changed[-1] == ("entropy", "distilled")  # a pair naming a condition the grid lacks is skipped
 
 
 def test_train_settings_carry_exactly_what_a_condition_depends_on():
-    from icldistill.config import teacher_shots
-
-    cfg = expanded(DEFAULT)
-    ft, dist, ctrl = (train_settings(cfg, c, ["ner"]) for c in ("finetuned", "distilled", "control"))
+    grid = _grid()
+    ft, dist, ctrl = (grid.train_settings(c, ["ner"]) for c in ("finetuned", "distilled", "control"))
     assert ft["loss"] == "ce" and "lam" not in ft
     assert dist["loss"] == ctrl["loss"] == "kd" and dist["lam"] == 0.5 and "strategy" not in dist
     assert {k: v for k, v in dist.items() if k not in ("lam", "kd_loss", "temperature")} == ft | {"loss": "kd"}
-    assert teacher_shots(cfg, "distilled", "ner") == 5 and teacher_shots(cfg, "control", "ner") == 0
-    changed = expanded(_with("conditions.control", dict(DEFAULT["conditions"]["control"], **{"lambda": 0.05})))
-    assert train_settings(changed, "control", ["ner"])["lam"] == 0.05
-    assert train_settings(changed, "distilled", ["ner"]) == dist
+    assert grid.teacher_shots("distilled", "ner") == 5 and grid.teacher_shots("control", "ner") == 0
+    changed = _grid(_with("conditions.control", dict(DEFAULT["conditions"]["control"], **{"lambda": 0.05})))
+    assert changed.train_settings("control", ["ner"])["lam"] == 0.05
+    assert changed.train_settings("distilled", ["ner"]) == dist
 
 
 def test_shots_follow_condition_and_per_task_override():
-    cfg = _with("few_shot.k_per_task", {"qa": 2})
-    assert shots(cfg, "base", "qa") == 0
-    assert shots(cfg, "fewshot", "qa") == 2
-    assert shots(cfg, "fewshot", "nli") == 5
+    grid = _grid(_with("few_shot.k_per_task", {"qa": 2}))
+    assert grid.shots("base", "qa") == 0
+    assert grid.shots("fewshot", "qa") == 2
+    assert grid.shots("fewshot", "nli") == 5
 
 
 def test_eval_cap_per_task_overrides_the_global_cap():

@@ -180,7 +180,7 @@ def render_partial(
     job had to rerun and did not finish, as the workflow's DAG says); they, and files whose
     recorded inputs changed (:func:`~icldistill.provenance.stale_reason`), are shown as stale:
     no value, ``status`` ``stale`` in ``cells.csv`` and a list at the top of the report, never
-    as finished. ``conditions`` (:func:`~icldistill.config.condition_rows`) gives the report its
+    as finished. ``conditions`` (:meth:`icldistill.grid.Grid.rows`) gives the report its
     labels and roles (sweep members in the λ sweep section). Written outside the workflow's own
     outputs, so nothing partial is ever taken as complete. Returns ``(report path, finished,
     stale)`` (the counts of cells), or None when no cell finished."""

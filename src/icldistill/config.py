@@ -1,8 +1,9 @@
 """Semantic checks of the workflow config and the grid it describes.
 
 The JSON schema (``config/schema/config.schema.yaml``) checks types and shapes; this module
-checks what a schema cannot (ids that must exist, values that depend on each other) and
-expands the grid. It imports nothing heavy, so a bad config fails in well under a second.
+checks what a schema cannot (ids that must exist, values that depend on each other) and holds
+the config facts the grid (:mod:`icldistill.grid`) and the rules read. It imports nothing heavy,
+so a bad config fails in well under a second.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import math
 import re
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from .hub import hub_home, model_cache
 from .models import ModelError, check_installed
 from .tasks import TASKS, get_task
 from .train.registry import STRATEGIES
-from .vocab import CONDITION_LABELS, CONDITION_LEGEND, LANGUAGES
+from .vocab import LANGUAGES
 
 CONDITION_KINDS = ("infer", "train")
 LOSSES = ("ce", "kd")
@@ -33,25 +33,9 @@ MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 HUB_ID = re.compile(r"(\w(?:[\w.-]{0,94}\w)?/)?\w(?:[\w.-]{0,94}\w)?")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-#: ``<condition>@lam=<λ>``: one member of a λ sweep; ``<condition>-best``: the sweep's λ chosen
-#: per task on the dev split. Config condition names cannot contain ``@`` or ``-``.
-SWEEP_MARK = "@lam="
-BEST_SUFFIX = "-best"
-#: ``<condition>@seed=<s>``: one training seed of a trained condition when ``training.seeds``
-#: lists several; the condition itself then reports the mean over its seeds.
-SEED_MARK = "@seed="
-
 
 class ConfigError(ValueError):
     """An invalid config value; the message starts with the offending key."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    model: str
-    task: str
-    condition: str
-    language: str
 
 
 def _fail(key: str, message: str) -> None:
@@ -191,7 +175,10 @@ def check_config(config: dict[str, Any], root: str | Path = ".") -> None:
         _fail("report.focus_model", f"{report['focus_model']!r} is not a model of 'models'")
     if report.get("heatmap_condition") and report["heatmap_condition"] not in conditions:
         _fail("report.heatmap_condition", f"{report['heatmap_condition']!r} is not a condition of 'conditions'")
-    _check_labels(config)
+    # labels (given, or derived, sweep members and seed runs included) name the report's rows
+    from .grid import Grid  # the grid reads this module's config facts
+
+    Grid.from_config(config).check_labels()
     if training.get("method", "lora") == "lora" and any(c.get("kind") == "train" for c in conditions.values()):
         for mid in models:
             _check_target_modules(config, mid, root)
@@ -258,27 +245,6 @@ def _check_data_revisions(config: dict[str, Any]) -> None:
     for name in revisions:
         if name not in read:
             _fail(f"data.revision.{name}", f"the grid reads no data set {name!r}; it reads {', '.join(read)}")
-
-
-def _check_labels(config: dict[str, Any]) -> None:
-    """Condition labels (given, or derived as the report derives them, sweep members and seed
-    runs included) name the report's rows and columns: two conditions may not share one."""
-    grid = expanded(config)
-    seen: dict[str, str] = {}
-    for name in grid["conditions"]:
-        label = condition_label(grid, name)
-        if label in seen:
-            origin = _configured(grid, name)
-            key = f"conditions.{origin}.label" if config["conditions"][origin].get("label") else f"conditions.{origin}"
-            _fail(key, f"label {label!r} of {name!r} is also the label of {seen[label]!r}; labels must be unique")
-        seen[label] = name
-
-
-def _configured(grid: dict[str, Any], name: str) -> str:
-    """The configured condition an expanded one comes from (a sweep member's or seed run's)."""
-    cond = grid["conditions"][name]
-    origin = cond.get("seed_of") or cond.get("sweep_of")
-    return name if origin is None else _configured(grid, origin)
 
 
 def _check_demonstration_pools(config: dict[str, Any], data: Path) -> None:
@@ -359,7 +325,7 @@ def _check_target_modules(config: dict[str, Any], mid: str, root: str | Path) ->
     builds the model its config.json describes on the meta device instead (seconds). Models not
     on disk yet (a GGUF model before its conversion, a hub id not in the local cache) are not
     checked: the check never downloads anything."""
-    targets = list(((config.get("training") or {}).get("lora") or {}).get("target_modules", DEFAULT_TARGETS))
+    targets = lora_targets(config)
     folder = _model_folder(config, mid, root)
     if folder is None or not targets:
         return
@@ -500,80 +466,13 @@ def strategy_params(cond: dict[str, Any]) -> dict[str, Any]:
     return STRATEGIES[strategy].defaults | dynamic
 
 
-# -- the expanded grid: sweeps and best-λ conditions ---------------------------------------------
-def sweep_name(condition: str, lam: float) -> str:
-    """Stable id of one sweep member, e.g. ``distilled@lam=0.05`` (``0`` and ``1.0`` → ``0``, ``1``)."""
-    return f"{condition}{SWEEP_MARK}{float(lam):g}"
-
-
-def best_name(condition: str) -> str:
-    return f"{condition}{BEST_SUFFIX}"
-
-
-def seed_name(condition: str, seed: int) -> str:
-    """Id of one training seed of ``condition``, e.g. ``finetuned@seed=1``."""
-    return f"{condition}{SEED_MARK}{int(seed)}"
+# -- config facts the grid and the rules read ---------------------------------------------------
 
 
 def training_seeds(config: dict[str, Any]) -> list[int]:
     """The training seeds: ``training.seeds``, else ``[training.seed]``."""
     training = config.get("training") or {}
     return [int(s) for s in (training.get("seeds") or [training.get("seed", 0)])]
-
-
-def expand_conditions(
-    conditions: dict[str, dict[str, Any]], seeds: list[int] | None = None
-) -> dict[str, dict[str, Any]]:
-    """The grid's conditions: each configured one, followed, for a condition with
-    ``sweep: {lambda: [...]}``, by one trained condition per λ (``<name>@lam=<λ>``, same
-    settings otherwise) and ``<name>-best`` (the λ chosen per task on the dev split).
-
-    With several ``seeds``, every trained condition (sweep members included) is followed by one
-    run per seed (``<name>@seed=<s>``, carrying ``seed`` and ``seed_of``) and itself marked with
-    ``seeds``: its cells are the mean over those runs. Idempotent: expanded members carry
-    ``sweep_of``/``seed_of`` and no ``sweep``."""
-    expanded: dict[str, dict[str, Any]] = {}
-    for name, cond in conditions.items():
-        cond = dict(cond)
-        sweep = cond.pop("sweep", None)
-        expanded[name] = cond
-        if not sweep:
-            continue
-        values = sorted(float(v) for v in sweep["lambda"])
-        for lam in values:
-            expanded[sweep_name(name, lam)] = cond | {"lambda": lam, "sweep_of": name}
-        expanded[best_name(name)] = {"kind": "best", "sweep_of": name, "lambdas": values}
-    if not seeds or len(seeds) < 2:
-        return expanded
-    replicated: dict[str, dict[str, Any]] = {}
-    for name, cond in expanded.items():
-        if cond.get("kind") != "train" or "seed_of" in cond:
-            replicated[name] = cond
-            continue
-        replicated[name] = cond | {"seeds": [int(s) for s in seeds]}
-        for seed in seeds:
-            if seed_name(name, seed) not in expanded:
-                replicated[seed_name(name, seed)] = cond | {"seed": int(seed), "seed_of": name}
-    return replicated
-
-
-def expanded(config: dict[str, Any]) -> dict[str, Any]:
-    """A shallow copy of ``config`` with its conditions expanded (:func:`expand_conditions`)."""
-    return config | {"conditions": expand_conditions(config["conditions"], training_seeds(config))}
-
-
-def sweep_members(config: dict[str, Any], condition: str) -> list[str]:
-    """The sweep members of ``condition`` (``distilled`` or ``distilled-best``), by ascending λ."""
-    origin = config["conditions"][condition].get("sweep_of", condition)
-    return [
-        name
-        for name, cond in config["conditions"].items()
-        if cond.get("sweep_of") == origin and cond.get("kind") == "train" and "seed_of" not in cond
-    ]
-
-
-def best_conditions(config: dict[str, Any]) -> list[str]:
-    return [name for name, cond in config["conditions"].items() if cond.get("kind") == "best"]
 
 
 def selection_languages(config: dict[str, Any], task: str | None = None) -> list[str]:
@@ -583,124 +482,9 @@ def selection_languages(config: dict[str, Any], task: str | None = None) -> list
     return languages if task is None else [lang for lang in languages if lang in get_task(task).languages]
 
 
-def is_trained(config: dict[str, Any], condition: str) -> bool:
-    """A trained condition (evaluated zero-shot after training), with its own run or the mean
-    of its seed runs."""
-    return config["conditions"][condition].get("kind") == "train"
-
-
-def is_run(config: dict[str, Any], condition: str) -> bool:
-    """A trained condition with its own training run (not the mean over seed runs)."""
-    return is_trained(config, condition) and not config["conditions"][condition].get("seeds")
-
-
-def is_replicated(config: dict[str, Any], condition: str) -> bool:
-    """A trained condition whose cells are the mean over its seed runs."""
-    return is_trained(config, condition) and bool(config["conditions"][condition].get("seeds"))
-
-
-def seed_members(config: dict[str, Any], condition: str) -> list[str]:
-    """The seed runs of a replicated condition, in ``training.seeds`` order."""
-    return [seed_name(condition, s) for s in config["conditions"][condition].get("seeds") or []]
-
-
-def is_best(config: dict[str, Any], condition: str) -> bool:
-    return config["conditions"][condition].get("kind") == "best"
-
-
-def uses_teacher(config: dict[str, Any], condition: str, tasks: list[str]) -> bool:
-    """Whether the run of ``condition`` on ``tasks`` reads teacher caches (a kd condition whose
-    λ is not 0 for these tasks)."""
-    return is_trained(config, condition) and train_settings(config, condition, tasks)["loss"] == "kd"
-
-
-def teacher_shots(config: dict[str, Any], condition: str, task: str) -> int:
-    """Demonstrations in the teacher prompts of a KD condition (few-shot k, or 0 for a
-    zero-shot teacher)."""
-    if not config["conditions"][condition].get("teacher_few_shot", True):
-        return 0
-    return few_shot_k(config, task)
-
-
 def few_shot_k(config: dict[str, Any], task: str) -> int:
     few_shot = config.get("few_shot", {})
     return int((few_shot.get("k_per_task") or {}).get(task, few_shot.get("k", 5)))
-
-
-def train_settings(config: dict[str, Any], condition: str, tasks: list[str]) -> dict[str, Any]:
-    """The trainer's settings for ``condition`` trained on ``tasks`` (``TrainSettings`` fields):
-    exactly what its training run depends on, so that a change reruns only this condition.
-
-    Settings are normalised so that equal runs compare equal: a fixed λ of 0 is SFT (loss
-    ``ce``), and ``task_prior`` with one λ for all of ``tasks`` is that fixed λ.
-    """
-    training = config.get("training") or {}
-    lora = training.get("lora") or {}
-    cond = config["conditions"][condition]
-    settings = {
-        "method": training.get("method", "lora"),
-        "lora_r": lora.get("r", 8),
-        "lora_alpha": lora.get("alpha", 16),
-        "lora_dropout": lora.get("dropout", 0.05),
-        "target_modules": list(lora.get("target_modules", DEFAULT_TARGETS)),
-        "max_steps": training.get("max_steps"),
-        "epochs": training.get("epochs"),
-        "batch_size": training.get("batch_size", 8),
-        "grad_accum": training.get("grad_accum", 1),
-        "lr": training.get("lr", 2e-4),
-        "weight_decay": training.get("weight_decay", 0.0),
-        "warmup_steps": training.get("warmup_steps", 0),
-        "max_grad_norm": training.get("max_grad_norm", 1.0),
-        "pad_limit": training.get("pad_limit", 0.25),
-        "bf16": training.get("bf16", True),
-        "seed": int(cond.get("seed", training_seeds(config)[0])),
-        "checkpoint_every": training.get("checkpoint_every", 0),
-        "loss": "ce",
-    }
-    if cond.get("loss", "ce") != "kd":
-        return settings
-    lam, strategy, params = float(cond.get("lambda", 0.5)), "fixed", {}
-    if cond.get("dynamic") is not None:
-        strategy, params = cond["dynamic"]["strategy"], strategy_params(cond)
-    if strategy == "task_prior":
-        lambdas = {task: float(params[get_task(task).family]) for task in tasks}
-        if len(set(lambdas.values())) == 1:
-            strategy, params, lam = "fixed", {}, next(iter(lambdas.values()))
-        else:
-            params = {"lambdas": lambdas}
-    if strategy == "fixed" and lam == 0:
-        return settings
-    settings |= {
-        "loss": "kd",
-        "lam": lam if strategy == "fixed" else 0.0,
-        "kd_loss": cond.get("kd_loss", training.get("kd_loss", "mse")),
-        "temperature": cond.get("temperature", training.get("temperature", 1.0)),
-    }
-    if strategy != "fixed":
-        settings |= {"strategy": strategy, "strategy_params": params}
-    return settings
-
-
-def run_key(config: dict[str, Any], condition: str, tasks: list[str]) -> str:
-    """What the trained model of ``condition`` on ``tasks`` depends on besides the data: its
-    settings and, for KD, which teacher it learns from."""
-    settings = train_settings(config, condition, tasks)
-    teacher = [teacher_shots(config, condition, t) for t in tasks] if settings["loss"] == "kd" else None
-    return json.dumps({"settings": settings, "teacher_shots": teacher}, sort_keys=True)
-
-
-def trained_run(config: dict[str, Any], condition: str, tasks: list[str]) -> str:
-    """The condition whose training run (and predictions) ``condition`` uses on ``tasks``: of
-    the trained conditions with the same :func:`run_key`, the first configured one, else the
-    first sweep member (``distilled@lam=0`` → ``finetuned``); itself when none is identical."""
-    if not is_run(config, condition):
-        raise ValueError(f"{condition!r} has no training run of its own (it averages its seed runs)")
-    key = run_key(config, condition, tasks)
-    conditions = config["conditions"]
-    for other in sorted(conditions, key=lambda c: "sweep_of" in conditions[c]):
-        if is_run(config, other) and run_key(config, other, tasks) == key:
-            return other
-    return condition
 
 
 def train_data_settings(config: dict[str, Any], task: str) -> dict[str, Any]:
@@ -720,25 +504,6 @@ def eval_cap(config: dict[str, Any], task: str) -> int | None:
     return per_task[task] if task in per_task else evaluation.get("max_examples")
 
 
-def shots(config: dict[str, Any], condition: str, task: str) -> int:
-    """Number of demonstrations in the prompts of ``condition`` for ``task``."""
-    if not config["conditions"][condition].get("few_shot", False):
-        return 0
-    return few_shot_k(config, task)
-
-
-def cells(config: dict[str, Any]) -> list[Cell]:
-    """Every valid cell of the grid, in report order; invalid (task, language) pairs are skipped."""
-    return [
-        Cell(model, task, condition, lang)
-        for model in config["models"]
-        for task in config["tasks"]
-        for condition in config["conditions"]
-        for lang in config["languages"]
-        if lang in get_task(task).languages
-    ]
-
-
 def task_languages(config: dict[str, Any], task: str) -> list[str]:
     """Configured languages that exist for ``task``."""
     return [lang for lang in config["languages"] if lang in get_task(task).languages]
@@ -748,134 +513,6 @@ def display_name(config: dict[str, Any], model: str) -> str:
     return config["models"][model].get("display_name", model)
 
 
-# -- what the report says about each condition -----------------------------------------------------
-def condition_label(config: dict[str, Any], condition: str) -> str:
-    """Display label: the condition's ``label``, the vocabulary's, or one derived from its role."""
-    cond = config["conditions"][condition]
-    if cond.get("seed_of"):
-        return f"{condition_label(config, cond['seed_of'])} (seed {cond['seed']})"
-    if cond.get("label"):
-        return cond["label"]
-    if condition in CONDITION_LABELS:
-        return CONDITION_LABELS[condition]
-    origin = cond.get("sweep_of")
-    if origin and cond.get("kind") == "best":
-        return f"{condition_label(config, origin)} (best λ)"
-    if origin:
-        return f"{condition_label(config, origin)} λ={float(cond['lambda']):g}"
-    if cond.get("dynamic"):
-        return STRATEGIES[cond["dynamic"]["strategy"]].label
-    return condition
-
-
-def condition_description(config: dict[str, Any], condition: str) -> str:
-    """One legend line for ``condition``."""
-    cond = config["conditions"][condition]
-    if cond.get("seed_of"):
-        return f"{condition_label(config, cond['seed_of'])} trained with seed {cond['seed']}"
-    if cond.get("description"):
-        return cond["description"]
-    origin = cond.get("sweep_of")
-    if cond.get("kind") == "best":
-        values = ", ".join(f"{v:g}" for v in cond["lambdas"])
-        langs = " ".join(lang.upper() for lang in selection_languages(config))
-        return f"{condition_label(config, origin)} with λ ∈ {{{values}}} chosen per task on the dev split ({langs})"
-    if origin:
-        return f"{condition_label(config, origin)} with λ = {float(cond['lambda']):g}"
-    if cond.get("kind") == "infer" and cond.get("few_shot"):
-        ks = sorted({few_shot_k(config, task) for task in config.get("tasks") or []})
-        return f"{'/'.join(map(str, ks)) or 'k'}-shot in-context learning, no fine-tuning"
-    if condition in CONDITION_LEGEND and not cond.get("dynamic"):
-        return CONDITION_LEGEND[condition]
-    if cond.get("kind") == "infer":
-        return "zero-shot inference, no fine-tuning"
-    if cond.get("loss", "ce") != "kd":
-        return "SFT on English training data (CE loss only)"
-    teacher = "few-shot" if cond.get("teacher_few_shot", True) else "zero-shot"
-    if cond.get("dynamic"):
-        strategy = cond["dynamic"]["strategy"]
-        return (
-            f"SFT + {teacher} teacher logit KD, CE + λ·KD with {STRATEGIES[strategy].describe(strategy_params(cond))}"
-        )
-    return f"SFT + {teacher} teacher logit KD (CE + λ·KD, λ {float(cond.get('lambda', 0.5)):g})"
-
-
-def condition_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per condition of the (expanded) grid for ``conditions.csv``: label, role
-    (infer, train, sweep, best, dynamic, seed), loss, fixed λ, strategy, the swept condition, a
-    legend line, the condition whose run it reuses (same for every task, else empty), and for
-    several training seeds the number of seeds and the condition a seed run belongs to."""
-    rows = []
-    for name, cond in config["conditions"].items():
-        kind = cond.get("kind")
-        dynamic = (cond.get("dynamic") or {}).get("strategy", "")
-        if kind == "best":
-            role = "best"
-        elif cond.get("seed_of"):
-            role = "seed"
-        elif cond.get("sweep_of"):
-            role = "sweep"
-        elif dynamic:
-            role = "dynamic"
-        else:
-            role = kind
-        loss = cond.get("loss", "ce") if kind == "train" else ""
-        reuses = ""
-        if is_run(config, name):
-            runs = {trained_run(config, name, tasks) for tasks in _scopes(config)}
-            reuses = runs.pop() if len(runs) == 1 else ""
-        elif is_replicated(config, name):
-            # the condition whose seed runs all of this one's seed runs are
-            runs = {
-                config["conditions"][trained_run(config, member, tasks)]["seed_of"]
-                for member in seed_members(config, name)
-                for tasks in _scopes(config)
-            }
-            reuses = runs.pop() if len(runs) == 1 else ""
-        rows.append(
-            {
-                "condition": name,
-                "label": condition_label(config, name),
-                "role": role,
-                "loss": loss,
-                "lambda": float(cond.get("lambda", 0.5)) if loss == "kd" and not dynamic else None,
-                "strategy": dynamic,
-                "sweep_of": cond.get("sweep_of", ""),
-                "description": condition_description(config, name),
-                "reuses": "" if reuses == name else reuses,
-                "seeds": len(cond.get("seeds") or []) or (1 if kind == "train" else None),
-                "seed_of": cond.get("seed_of", ""),
-            }
-        )
-    return rows
-
-
-def _scopes(config: dict[str, Any]) -> list[list[str]]:
-    """Task lists of the training runs: one per task, or all tasks in multitask mode."""
-    if (config.get("training") or {}).get("mode", "per_task") == "multitask":
-        return [list(config["tasks"])]
-    return [[task] for task in config["tasks"]]
-
-
-def comparisons(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """(condition, reference) pairs the report compares with a paired test: every trained,
-    best or dynamic condition against Fine-Tuned (sweep members are compared in their own
-    section), and Distilled against Control."""
-    conditions = config["conditions"]
-    pairs = []
-    if "finetuned" in conditions:
-        pairs += [
-            (name, "finetuned")
-            for name, cond in conditions.items()
-            if name != "finetuned"
-            and cond.get("kind") in ("train", "best")
-            and not _is_sweep_member(cond)
-            and "seed_of" not in cond
-        ]
-    if "distilled" in conditions and "control" in conditions:
-        pairs.append(("distilled", "control"))
-    return pairs
-
-
-def _is_sweep_member(cond: dict[str, Any]) -> bool:
-    return bool(cond.get("sweep_of")) and cond.get("kind") == "train"
+def lora_targets(config: dict[str, Any]) -> list[str]:
+    """The modules LoRA adapts (``training.lora.target_modules``)."""
+    return list(((config.get("training") or {}).get("lora") or {}).get("target_modules", DEFAULT_TARGETS))

@@ -43,8 +43,8 @@ rule collect_cells:
         # upstream of this one (through the metrics and training logs) and finished before it
         compute_jobs=compute_jobs(),
         stats=config.get("stats") or {},
-        pairs=comparisons(config),
-        conditions=condition_rows(config),
+        pairs=GRID.comparisons(),
+        conditions=GRID.rows(),
         runs=[
             {
                 "model": display_name(config, m),

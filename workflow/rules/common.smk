@@ -43,32 +43,17 @@ from icldistill import fingerprint
 from icldistill.cluster import declared_keys, job_resource
 from icldistill.config import (
     ConfigError,
-    best_conditions,
-    cells,
     check_config,
     check_config_files,
-    comparisons,
-    condition_rows,
     display_name,
     eval_cap,
-    expand_conditions,
-    is_best,
-    is_replicated,
-    is_run,
-    is_trained,
-    seed_members,
     selection_languages,
-    shots,
-    sweep_members,
     task_languages,
-    teacher_shots,
     template_kwargs,
     train_data_settings,
-    train_settings,
-    trained_run,
     training_seeds,
-    uses_teacher,
 )
+from icldistill.grid import Grid
 from icldistill.data import hub_source
 from icldistill.hub import (
     data_cache,
@@ -109,14 +94,15 @@ try:
     check_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
-# λ sweeps become one condition per value plus <name>-best, and with several training.seeds
-# every trained condition one run per seed (icldistill.config.expand_conditions)
-config["conditions"] = expand_conditions(config["conditions"], training_seeds(config))
+# the grid, built once: λ sweeps become one condition per value plus <name>-best, and with
+# several training.seeds every trained condition one run per seed (icldistill.grid); the rules
+# read each condition's role, λ, seed and parent from it, never from its name
+GRID = Grid.from_config(config)
 
-MODELS = list(config["models"])
-TASKS = list(config["tasks"])
-CONDITIONS = list(config["conditions"])
-LANGUAGES = list(config["languages"])
+MODELS = GRID.models
+TASKS = GRID.tasks
+CONDITIONS = GRID.names()
+LANGUAGES = GRID.languages
 # data files exist for more languages than are evaluated: training rows, the teacher's
 # demonstrations and the training-row hold-out always come from English train, and the best λ
 # is chosen on the selection languages' dev data, whether or not they are evaluated
@@ -322,7 +308,7 @@ def split_cap(task, split):
 
 
 def condition_shots(wildcards):
-    return shots(config, wildcards.condition, wildcards.task)
+    return GRID.shots(wildcards.condition, wildcards.task)
 
 
 def languages_of(wildcards):
@@ -342,7 +328,7 @@ def figure_names():
     from icldistill.render.figures import figure_files
 
     heatmap = config.get("report", {}).get("heatmap_condition")
-    files = figure_files(pd.DataFrame(condition_rows(config)), heatmap, len(MODELS))
+    files = figure_files(pd.DataFrame(GRID.rows()), heatmap, len(MODELS))
     return [name.removesuffix(".png") for name in files]
 
 
@@ -356,7 +342,7 @@ def all_metrics():
         METRICS.format(
             model=c.model, task=c.task, condition=c.condition, lang=c.language
         )
-        for c in cells(config)
+        for c in GRID.cells()
     ]
 
 
@@ -451,9 +437,9 @@ def inference_settings(wildcards):
 
 # -- training --------------------------------------------------------------------------------
 # conditions with their own training run, and those reporting the mean over their seed runs
-RUNS = [c for c in CONDITIONS if is_run(config, c)]
-REPLICATED = [c for c in CONDITIONS if is_replicated(config, c)]
-SEED_RUNS = [c for c in CONDITIONS if config["conditions"][c].get("seed_of")]
+RUNS = [c.name for c in GRID if c.has_run]
+REPLICATED = [c.name for c in GRID if c.replicated]
+SEED_RUNS = GRID.names("seed")
 TRAINING_MODE = (config.get("training") or {}).get("mode", "per_task")
 
 
@@ -466,7 +452,7 @@ def train_scope(task):
 
 
 def run_settings(wildcards):
-    return train_settings(config, wildcards.condition, scope_tasks(wildcards.scope))
+    return GRID.train_settings(wildcards.condition, scope_tasks(wildcards.scope))
 
 
 def training_inputs(wildcards):
@@ -480,7 +466,7 @@ def training_inputs(wildcards):
             TEACHER.format(
                 model=wildcards.model,
                 task=t,
-                tshots=teacher_shots(config, wildcards.condition, t),
+                tshots=GRID.teacher_shots(wildcards.condition, t),
             )
             for t in tasks
         ]
@@ -493,10 +479,10 @@ def run_of(wildcards):
     """The condition whose predictions ``wildcards.condition`` uses: itself, or for a trained
     condition the first one with an identical run (``distilled@lam=0`` → ``finetuned``).
     """
-    if not is_run(config, wildcards.condition):
+    if not GRID[wildcards.condition].has_run:
         return wildcards.condition
-    return trained_run(
-        config, wildcards.condition, scope_tasks(train_scope(wildcards.task))
+    return GRID.trained_run(
+        wildcards.condition, scope_tasks(train_scope(wildcards.task))
     )
 
 
@@ -505,15 +491,15 @@ def all_trained():
     report uses: ``run`` is the condition whose run it is (itself, an identical earlier one, or
     with several seeds one per seed), so each run is trained once."""
     scopes = ["multitask"] if TRAINING_MODE == "multitask" else TASKS
-    reported = [c for c in CONDITIONS if is_trained(config, c) and c not in SEED_RUNS]
+    reported = [c for c in GRID.reported() if GRID[c].trained]
     return [
-        (m, scope, c, trained_run(config, member, scope_tasks(scope)), seed)
+        (m, scope, c, GRID.trained_run(member, scope_tasks(scope)), seed)
         for m in MODELS
         for scope in scopes
         for c in reported
         for member, seed in (
-            zip(seed_members(config, c), config["conditions"][c]["seeds"])
-            if c in REPLICATED
+            zip(GRID.seed_members(c), GRID[c].seeds)
+            if GRID[c].replicated
             else [(c, training_seeds(config)[0])]
         )
     ]
@@ -530,7 +516,7 @@ def replicate_metrics(pattern):
                 condition=member,
                 lang=wildcards.lang,
             )
-            for member in seed_members(config, wildcards.condition)
+            for member in GRID.seed_members(wildcards.condition)
         ]
 
     return inputs
@@ -538,7 +524,7 @@ def replicate_metrics(pattern):
 
 def condition_adapter(wildcards):
     """The trained adapter a trained condition is evaluated with (nothing for inference-only ones)."""
-    if not is_run(config, wildcards.condition):
+    if not GRID[wildcards.condition].has_run:
         return []
     return [
         ADAPTER.format(
@@ -556,7 +542,7 @@ def condition_predictions(wildcards):
 
 
 # -- best λ of a sweep, chosen on the dev split ----------------------------------------------
-BEST = best_conditions(config)
+BEST = GRID.names("best")
 
 
 def select_languages(wildcards):
@@ -582,7 +568,7 @@ def sweep_metrics(pattern, wildcards, languages):
         pattern.format(
             model=wildcards.model, task=wildcards.task, condition=c, lang=lang
         )
-        for c in sweep_members(config, wildcards.condition)
+        for c in GRID.sweep_members(wildcards.condition)
         for lang in languages
     ]
 
@@ -668,14 +654,14 @@ def partial_report():
     try:
         expected = [
             (display_name(config, c.model), c.model, c.task, c.condition, c.language)
-            for c in cells(config)
+            for c in GRID.cells()
         ]
         rendered = render_partial(
             metrics,
             PARTIAL_DIR,
             expected,
             template=REPORT_TEMPLATE,
-            conditions=condition_rows(config),
+            conditions=GRID.rows(),
             stale=out_of_date(metrics),
         )
     except Exception as err:  # never mask the run's own error
@@ -709,8 +695,8 @@ def compute_jobs():
         if serves not in job["conditions"]:
             job["conditions"].append(serves)
 
-    pairs = list(dict.fromkeys((c.model, c.task) for c in cells(config)))
-    reported = [c for c in CONDITIONS if c not in SEED_RUNS]
+    pairs = list(dict.fromkeys((c.model, c.task) for c in GRID.cells()))
+    reported = GRID.reported()
     for m in MODELS:
         if is_gguf(m):
             for c in reported:
@@ -723,9 +709,9 @@ def compute_jobs():
                 )
     for m, t in pairs:
         for c in reported:
-            members = seed_members(config, c) if c in REPLICATED else [c]
+            members = GRID.seed_members(c) if c in REPLICATED else [c]
             if c in BEST:
-                members = sweep_members(config, c)
+                members = GRID.sweep_members(c)
             for member in members:
                 wc = SimpleNamespace(task=t, condition=member)
                 run = run_of(wc)
@@ -748,9 +734,9 @@ def compute_jobs():
             task=scope,
             condition=run,
         )
-        if train_settings(config, run, scope_tasks(scope))["loss"] == "kd":
+        if GRID.train_settings(run, scope_tasks(scope))["loss"] == "kd":
             for t in scope_tasks(scope):
-                k = teacher_shots(config, run, t)
+                k = GRID.teacher_shots(run, t)
                 add(
                     "teacher_cache",
                     f"{BENCH}/teacher_cache/{m}.{t}.{k}shot.tsv",

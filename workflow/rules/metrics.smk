@@ -35,6 +35,6 @@ rule seed_cell:
     conda:
         "../../envs/data.yaml"
     params:
-        seeds=lambda wc: config["conditions"][wc.condition]["seeds"],
+        seeds=lambda wc: list(GRID[wc.condition].seeds),
     script:
         "../scripts/seed_cell.py"

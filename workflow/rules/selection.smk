@@ -88,8 +88,7 @@ rule select_lambda:
         "../../envs/data.yaml"
     params:
         candidates=lambda wc: {
-            c: config["conditions"][c]["lambda"]
-            for c in sweep_members(config, wc.condition)
+            c: GRID[c].lam for c in GRID.sweep_members(wc.condition)
         },
     script:
         "../scripts/select_lambda.py"
