@@ -33,6 +33,18 @@ CHATML = (
 )
 
 
+SCHEMA = ROOT / "config" / "schema" / "config.schema.yaml"
+
+
+def validated(config: dict) -> dict:
+    """``config`` checked against the workflow's schema with its defaults filled in, as the
+    workflow reads it (``snakemake.utils.validate``, in place)."""
+    from snakemake.utils import validate
+
+    validate(config, str(SCHEMA))
+    return config
+
+
 def _corpus():
     for path in sorted(MINI.glob("*/*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():

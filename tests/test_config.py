@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.exceptions import WorkflowError
 
 from icldistill.config import ConfigError, check_config, eval_cap
 from icldistill.grid import Grid, sweep_name
 
-from .conftest import ROOT
+from .conftest import ROOT, SCHEMA, validated
 
-DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+DEFAULT = validated(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
 
 
 def _with(path: str, value):
@@ -41,36 +42,20 @@ _DELETE = object()
     [
         ("tasks", ["nli", "xnli"], "tasks[1]"),
         ("languages", ["en", "ja"], "languages[1]"),
-        ("conditions", {"base": {"kind": "teleport"}}, "conditions.base.kind"),
-        ("few_shot.k", -1, "few_shot.k"),
-        ("few_shot.k_per_task", {"ner": -2}, "few_shot.k_per_task.ner"),
-        ("eval.max_examples_per_task", {"pos": 0}, "eval.max_examples_per_task.pos"),
         ("eval.max_examples_per_task", {"upos": 10}, "eval.max_examples_per_task.upos"),
-        ("models", {}, "models"),
         ("models", {"m": {"display_name": "no source"}}, "models.m"),
         ("models", {"data": {"path": "x"}}, "models.data"),
         ("scoring", {"qa": "loglik"}, "scoring.qa"),
         ("data.path", "does/not/exist", "data.path"),
         ("report", {"focus_model": "nope"}, "report.focus_model"),
-        ("conditions", {"d": {"kind": "train", "loss": "kd", "lambda": -0.1}}, "conditions.d.lambda"),
-        ("conditions", {"d": {"kind": "train", "loss": "l2"}}, "conditions.d.loss"),
-        ("conditions", {"d": {"kind": "train", "loss": "kd", "kd_loss": "js"}}, "conditions.d.kd_loss"),
         ("conditions", {"d": {"kind": "train", "few_shot": True}}, "conditions.d.few_shot"),
-        ("training.mode", "per_language", "training.mode"),
-        ("training.method", "qlora", "training.method"),
-        ("training.max_steps", 0, "training.max_steps"),
-        ("teacher", {"top_k": 0}, "teacher.top_k"),
         ("conditions.finetuned.sweep", {"lambda": [0.1]}, "conditions.finetuned.sweep"),
-        ("conditions.distilled.sweep", {"lambda": [0.1, -1]}, "conditions.distilled.sweep.lambda[1]"),
-        ("conditions.distilled.sweep", {"lambda": [0.1, 0.10]}, "conditions.distilled.sweep.lambda"),
         ("conditions.entropy.dynamic", {"strategy": "softmax"}, "conditions.entropy.dynamic.strategy"),
         ("conditions.entropy.dynamic", {"strategy": "entropy", "lambda_0": 1}, "conditions.entropy.dynamic.lambda_0"),
         ("conditions.entropy.lambda", 0.5, "conditions.entropy.lambda"),
         ("conditions.loss_ratio.dynamic", {"strategy": "loss_ratio", "ema": 1.0}, "conditions.loss_ratio.dynamic.ema"),
         ("conditions.meta.dynamic", {"strategy": "meta", "meta_lr": -1}, "conditions.meta.dynamic.meta_lr"),
         ("conditions.base.dynamic", {"strategy": "entropy"}, "conditions.base"),
-        ("training.seeds", [0, 1, 0], "training.seeds"),
-        ("training.seeds", [0, -2], "training.seeds[1]"),
         ("eval.split", "dev", "eval.split"),
         ("selection.languages", ["en", "xx"], "selection.languages[1]"),
         ("conditions.distilled.lambda", float("nan"), "conditions.distilled.lambda"),
@@ -95,8 +80,6 @@ _DELETE = object()
         ("models", {"m": {"path": "/no/such/model-folder"}}, "models.m.path"),
         ("models", {"m": {"path": "does/not/exist"}}, "models.m.path"),
         ("models", {"m": {"path": str(ROOT / "resources")}}, "models.m.path"),
-        # enums the trainer accepts
-        ("training.kd_loss", "js", "training.kd_loss"),
         # k demonstrations (and one training row besides them) from the local English train pool
         ("few_shot.k", 1000, "few_shot.k"),
         ("few_shot.k_per_task", {"qa": 120}, "few_shot.k_per_task.qa"),
@@ -110,7 +93,35 @@ _DELETE = object()
 )
 def test_semantic_errors_name_the_key(path, value, key):
     with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}'"):
-        check_config(_with(path, value), root=ROOT)
+        check_config(validated(_with(path, value)), root=ROOT)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "instance"),
+    [
+        ("conditions", {"base": {"kind": "teleport"}}, "['conditions']['base']['kind']"),
+        ("few_shot.k", -1, "['few_shot']['k']"),
+        ("few_shot.k_per_task", {"ner": -2}, "['few_shot']['k_per_task']['ner']"),
+        ("eval.max_examples_per_task", {"pos": 0}, "['eval']['max_examples_per_task']['pos']"),
+        ("models", {}, "['models']"),
+        ("conditions", {"d": {"kind": "train", "loss": "kd", "lambda": -0.1}}, "['conditions']['d']['lambda']"),
+        ("conditions", {"d": {"kind": "train", "loss": "l2"}}, "['conditions']['d']['loss']"),
+        ("conditions", {"d": {"kind": "train", "loss": "kd", "kd_loss": "js"}}, "['conditions']['d']['kd_loss']"),
+        ("training.mode", "per_language", "['training']['mode']"),
+        ("training.method", "qlora", "['training']['method']"),
+        ("training.max_steps", 0, "['training']['max_steps']"),
+        ("teacher", {"top_k": 0}, "['teacher']['top_k']"),
+        ("conditions.distilled.sweep", {"lambda": [0.1, -1]}, "['conditions']['distilled']['sweep']['lambda'][1]"),
+        ("conditions.distilled.sweep", {"lambda": [0.1, 0.10]}, "['conditions']['distilled']['sweep']['lambda']"),
+        ("training.seeds", [0, 1, 0], "['training']['seeds']"),
+        ("training.seeds", [0, -2], "['training']['seeds'][1]"),
+        ("training.kd_loss", "js", "['training']['kd_loss']"),
+    ],
+)
+def test_enums_and_bounds_are_the_schemas_and_name_the_key(path, value, instance):
+    """Types, enums and bounds live in the schema only; its error names the key."""
+    with pytest.raises(WorkflowError, match=rf"On instance{re.escape(instance)}:"):
+        validated(_with(path, value))
 
 
 def test_hub_ids_and_pools_large_enough_pass():
@@ -150,18 +161,25 @@ def test_lora_target_modules_must_exist_in_the_model(tiny_model_dir, tmp_path):
 
 
 def test_kd_loss_values_are_the_trainers():
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+    from icldistill.train.losses import KD_LOSSES
 
-    from icldistill.config import KD_LOSSES
-    from icldistill.train.losses import KD_LOSSES as TRAINER_KD_LOSSES
+    schema = yaml.safe_load(SCHEMA.read_text())
+    training = schema["properties"]["training"]["properties"]["kd_loss"]["enum"]
+    condition = schema["properties"]["conditions"]["additionalProperties"]["properties"]["kd_loss"]["enum"]
+    assert set(training) == set(condition) == set(KD_LOSSES)
 
-    assert set(KD_LOSSES) == set(TRAINER_KD_LOSSES)
-    schema = str(ROOT / "config" / "schema" / "config.schema.yaml")
-    for path in ("training.kd_loss", "conditions.distilled.kd_loss"):
-        validate(_with(path, "kl"), schema)
-        with pytest.raises(WorkflowError, match="'js' is not one of"):
-            validate(_with(path, "js"), schema)
+
+def test_train_settings_defaults_are_the_schemas():
+    """A config that sets no training key trains with ``TrainSettings()``: the trainer's
+    defaults and the schema's agree (the schema is their home, the trainer's only mirror them)."""
+    from icldistill.train.settings import TrainSettings
+
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = {key: raw[key] for key in ("models", "tasks", "languages", "data", "eval", "few_shot", "generation")}
+    cfg = validated(cfg | {"conditions": {"ft": {"kind": "train"}, "kd": {"kind": "train", "loss": "kd"}}})
+    grid = Grid.from_config(cfg)
+    assert TrainSettings(**grid.train_settings("ft", ["nli"])) == TrainSettings()
+    assert TrainSettings(**grid.train_settings("kd", ["nli"])) == TrainSettings(loss="kd", lam=0.5)
 
 
 def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
@@ -196,7 +214,7 @@ def test_sweep_expands_into_stable_names_after_its_condition():
     ]  # fmt: skip
     member = grid["distilled@lam=0.1"]
     assert (member.role, member.sweep_of, member.lam, member.loss) == ("sweep", "distilled", 0.1, "kd")
-    assert dict(member.settings) == {"loss": "kd", "teacher_few_shot": True, "lambda": 0.1}
+    assert dict(member.settings) == {"loss": "kd", "teacher_few_shot": True, "lambda": 0.1, "few_shot": False}
     best = grid["distilled-best"]
     assert (best.role, best.sweep_of, best.lambdas, best.trained) == ("best", "distilled", (0.0, 0.1, 0.5), False)
     assert "sweep" not in grid["distilled"].settings and grid["distilled"].role == "train"

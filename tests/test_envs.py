@@ -282,8 +282,8 @@ def distribution(import_name: str) -> str:
 def test_the_import_walk_finds_lazy_imports_and_skips_unreached_ones():
     # the hub reader's lazy `import datasets`; torch only behind functions prepare_split never calls
     assert script_imports(SCRIPTS / "prepare_split.py") == {"datasets"}
-    assert {"torch", "transformers", "peft", "vllm"} <= script_imports(SCRIPTS / "run_inference.py")
-    assert "torch" not in script_imports(SCRIPTS / "render_report.py")
+    assert {"torch", "transformers", "peft", "vllm"} <= script_imports(SCRIPTS / "infer.py")
+    assert "torch" not in script_imports(SCRIPTS / "render_results.py")
 
 
 def test_each_env_covers_the_imports_of_its_rules_scripts():

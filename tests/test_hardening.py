@@ -346,7 +346,7 @@ def test_endless_generation_is_cut_at_max_new_tokens_and_the_cell_still_scores(
     repeats one newline token and never emits its end-of-turn token."""
     from icldistill.aggregate import score_cell
     from icldistill.backends import hf
-    from icldistill.inference import run_inference
+    from icldistill.inference import infer
     from icldistill.models import load_tokenizer
     from icldistill.prompts import build_prompts
 
@@ -374,7 +374,7 @@ def test_endless_generation_is_cut_at_max_new_tokens_and_the_cell_still_scores(
     data.write_jsonl(data_file, rows)
     out_file = tmp_path / "predictions" / "de.jsonl"
     settings = {"backend": "hf", "dtype": "float32", "batch_size": 2, "max_new_tokens": budget, "scoring": "generate"}
-    run_inference(str(tiny_model_dir), task, [str(prompt_file)], [str(data_file)], [str(out_file)], settings)
+    infer(str(tiny_model_dir), task, [str(prompt_file)], [str(data_file)], [str(out_file)], settings)
 
     # two batches, every row generated to the budget: no end-of-turn, no padding
     assert [g.shape for g in generated] == [(2, budget), (1, budget)]

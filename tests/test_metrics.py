@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from icldistill.aggregate import collect_cells, mean_over_seeds, score_cell
+from icldistill.aggregate import collect_cells, score_cell, seed_cell
 from icldistill.data import write_jsonl
 from icldistill.metrics import mlqa, score
 
@@ -163,7 +163,7 @@ def test_metrics_record_and_cells_carry_think_blocks_and_parse_failure_rate(tmp_
     assert record["parse_failures"] == 2 and record["extra"] == {"think_blocks": 2}
     plain = _score_nli_cell(tmp_path, "plain", ["contradiction"] * 4)
     mean = tmp_path / "mean.json"
-    averaged = mean_over_seeds([thinking, plain], [0, 1], "mean", mean)
+    averaged = seed_cell([thinking, plain], [0, 1], "mean", mean)
     assert averaged["parse_failures"] == 1.0 and averaged["extra"] == {"think_blocks": 1.0}
     cells = collect_cells([thinking, plain, mean], resamples=20)
     # the rate, then the over-long input count, are appended after the columns cells.csv had before

@@ -49,9 +49,7 @@ def score_cell(
     return record
 
 
-def mean_over_seeds(
-    member_files: list[str | Path], seeds: list[int], condition: str, out_file: str | Path
-) -> dict[str, Any]:
+def seed_cell(member_files: list[str | Path], seeds: list[int], condition: str, out_file: str | Path) -> dict[str, Any]:
     """The cell of ``condition`` from its seed runs' metrics files (one per seed of ``seeds``,
     same examples): every metric the mean over seeds, ``seed_sd`` its sample standard deviation,
     parse failures and extra counts the mean per seed; ``per_seed`` keeps each seed's metrics and
@@ -104,7 +102,7 @@ def cell_terms(record: dict[str, Any], metric: str):
 def parse_failure_rate(parse_failures: float, n: int) -> float | None:
     """The fraction (0–1, 4 decimals) of a cell's outputs that did not parse; None without outputs.
 
-    A cell averaged over seeds (:func:`mean_over_seeds`) holds the mean count per seed, so its
+    A cell averaged over seeds (:func:`seed_cell`) holds the mean count per seed, so its
     rate is the mean of the seeds' rates.
     """
     return round(parse_failures / n, 4) if n else None
@@ -241,7 +239,7 @@ def render_partial(
     return path, len(have), len(stale_cells)
 
 
-def select_best(
+def select_lambda(
     dev_metric_files: list[str | Path], candidates: dict[str, float], condition: str, out_file: str | Path
 ) -> dict:
     """Choose the sweep member of the best condition ``condition`` with the highest dev score

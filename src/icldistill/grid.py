@@ -29,6 +29,20 @@ from .tasks import get_task
 from .train.registry import STRATEGIES
 from .vocab import CONDITION_LABELS, CONDITION_LEGEND
 
+#: ``training`` keys a run's settings copy as they are (``TrainSettings`` fields of the same name)
+RUN_KEYS = (
+    "max_steps",
+    "epochs",
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "weight_decay",
+    "warmup_steps",
+    "max_grad_norm",
+    "pad_limit",
+    "bf16",
+)
+
 #: A condition's role in the grid (``conditions.csv``'s ``role`` column).
 ROLES = ("infer", "train", "sweep", "best", "dynamic", "seed")
 
@@ -224,7 +238,7 @@ class Grid:
 
     def scopes(self) -> list[list[str]]:
         """Task lists of the training runs: one per task, or all tasks in multitask mode."""
-        if (self.config.get("training") or {}).get("mode", "per_task") == "multitask":
+        if self.config["training"]["mode"] == "multitask":
             return [self.tasks]
         return [[task] for task in self.tasks]
 
@@ -246,27 +260,18 @@ class Grid:
         Settings are normalised so that equal runs compare equal: a fixed λ of 0 is SFT (loss
         ``ce``), and ``task_prior`` with one λ for all of ``tasks`` is that fixed λ.
         """
-        training = self.config.get("training") or {}
-        lora = training.get("lora") or {}
+        training = self.config["training"]
+        lora = training["lora"]
         cond = self[name]
         settings = {
-            "method": training.get("method", "lora"),
-            "lora_r": lora.get("r", 8),
-            "lora_alpha": lora.get("alpha", 16),
-            "lora_dropout": lora.get("dropout", 0.05),
+            "method": training["method"],
+            "lora_r": lora["r"],
+            "lora_alpha": lora["alpha"],
+            "lora_dropout": lora["dropout"],
             "target_modules": lora_targets(self.config),
-            "max_steps": training.get("max_steps"),
-            "epochs": training.get("epochs"),
-            "batch_size": training.get("batch_size", 8),
-            "grad_accum": training.get("grad_accum", 1),
-            "lr": training.get("lr", 2e-4),
-            "weight_decay": training.get("weight_decay", 0.0),
-            "warmup_steps": training.get("warmup_steps", 0),
-            "max_grad_norm": training.get("max_grad_norm", 1.0),
-            "pad_limit": training.get("pad_limit", 0.25),
-            "bf16": training.get("bf16", True),
+            **{key: training[key] for key in RUN_KEYS},
             "seed": cond.seed if cond.seed is not None else training_seeds(self.config)[0],
-            "checkpoint_every": training.get("checkpoint_every", 0),
+            "checkpoint_every": training["checkpoint_every"],
             "loss": "ce",
         }
         if cond.loss != "kd":
@@ -283,8 +288,8 @@ class Grid:
         settings |= {
             "loss": "kd",
             "lam": lam if strategy == "fixed" else 0.0,
-            "kd_loss": cond.settings.get("kd_loss", training.get("kd_loss", "mse")),
-            "temperature": cond.settings.get("temperature", training.get("temperature", 1.0)),
+            "kd_loss": cond.settings.get("kd_loss", training["kd_loss"]),
+            "temperature": cond.settings.get("temperature", training["temperature"]),
         }
         if strategy != "fixed":
             settings |= {"strategy": strategy, "strategy_params": params}
@@ -402,18 +407,14 @@ class Grid:
         (``report.comparisons``): every trained, best-λ and dynamic condition against
         ``reference`` (sweep members are compared in their own section, seed runs through their
         mean), then the listed ``pairs``; pairs naming a condition the grid lacks are skipped."""
-        compare = (self.config.get("report") or {}).get("comparisons") or {}
-        reference = compare.get("reference", "finetuned")
+        compare = self.config["report"]["comparisons"]
+        reference = compare["reference"]
         pairs = []
         if reference in self.conditions:
             pairs += [
                 (c.name, reference) for c in self if c.name != reference and c.role in ("train", "best", "dynamic")
             ]
-        pairs += [
-            (a, b)
-            for a, b in compare.get("pairs", [["distilled", "control"]])
-            if a in self.conditions and b in self.conditions
-        ]
+        pairs += [(a, b) for a, b in compare["pairs"] if a in self.conditions and b in self.conditions]
         return pairs
 
     def check_labels(self) -> None:

@@ -142,7 +142,7 @@ def predict_cell(
     return predict_cells(backend, task_id, [(prompts, rows)], settings)[0]
 
 
-def run_inference(
+def infer(
     model_path: str | Path,
     task_id: str,
     prompt_files: list[str],

@@ -294,7 +294,7 @@ if workflow.is_main_process:
 
 # -- grid ------------------------------------------------------------------------------------
 def eval_split():
-    return config["eval"].get("split", "test")
+    return config["eval"]["split"]
 
 
 def split_cap(task, split):
@@ -303,7 +303,7 @@ def split_cap(task, split):
     if split == eval_split():
         return eval_cap(config, task)
     if split == "select":
-        return (config.get("selection") or {}).get("max_examples")
+        return config["selection"]["max_examples"]
     return None
 
 
@@ -327,7 +327,7 @@ def figure_names():
     import pandas as pd
     from icldistill.render.figures import figure_files
 
-    heatmap = config.get("report", {}).get("heatmap_condition")
+    heatmap = config["report"].get("heatmap_condition")
     files = figure_files(pd.DataFrame(GRID.rows()), heatmap, len(MODELS))
     return [name.removesuffix(".png") for name in files]
 
@@ -350,7 +350,7 @@ def reference_table():
     """The Reference section's table (``report.reference.path``): as given when it exists from
     the working directory, else from the workflow's folder (the shipped seed numbers); nothing
     when no reference is configured."""
-    reference = (config.get("report") or {}).get("reference") or {}
+    reference = config["report"].get("reference") or {}
     if not reference.get("path"):
         return []
     path = Path(reference["path"])
@@ -366,7 +366,7 @@ def get_final_output():
 
 def demonstration_pool(wildcards):
     """The rows demonstrations are drawn from: English train (default) or same-language dev."""
-    if config["few_shot"].get("demonstrations", "train") == "dev":
+    if config["few_shot"]["demonstrations"] == "dev":
         return DATA.format(task=wildcards.task, split="dev", lang=wildcards.lang)
     return DATA.format(task=wildcards.task, split="train", lang="en")
 
@@ -398,7 +398,7 @@ def context_length(wildcards):
 
 def answer_budget(wildcards):
     """``generation.max_new_tokens.<task>``; None: the task's own budget."""
-    return (config["generation"].get("max_new_tokens") or {}).get(wildcards.task)
+    return config["generation"]["max_new_tokens"].get(wildcards.task)
 
 
 def condition_prompts(wildcards):
@@ -414,24 +414,24 @@ def backend_settings(model, backend):
     spec = config["models"][model]
     common = {
         "backend": backend,
-        "dtype": spec.get("dtype", "auto"),
-        "trust_remote_code": spec.get("trust_remote_code", False),
+        "dtype": spec["dtype"],
+        "trust_remote_code": spec["trust_remote_code"],
     }
     if backend == "vllm":
         return common | {"vllm": (gen.get("vllm") or {}) | (spec.get("vllm") or {})}
-    return common | {"reuse_prefix": gen.get("reuse_prefix", True)}
+    return common | {"reuse_prefix": gen["reuse_prefix"]}
 
 
 def inference_settings(wildcards):
     """Exactly the settings predictions depend on (a change reruns only affected jobs)."""
     gen = config["generation"]
-    settings = backend_settings(wildcards.model, gen.get("backend", "hf"))
+    settings = backend_settings(wildcards.model, gen["backend"])
     if settings["backend"] == "hf":
-        settings["batch_size"] = gen.get("batch_size", 16)
+        settings["batch_size"] = gen["batch_size"]
     return settings | {
         "max_new_tokens": answer_budget(wildcards),
-        "stop": (gen.get("stop") or {}).get(wildcards.task, []),
-        "scoring": (config.get("scoring") or {}).get(wildcards.task, "generate"),
+        "stop": gen["stop"].get(wildcards.task, []),
+        "scoring": config["scoring"].get(wildcards.task, "generate"),
     }
 
 
@@ -440,7 +440,7 @@ def inference_settings(wildcards):
 RUNS = [c.name for c in GRID if c.has_run]
 REPLICATED = [c.name for c in GRID if c.replicated]
 SEED_RUNS = GRID.names("seed")
-TRAINING_MODE = (config.get("training") or {}).get("mode", "per_task")
+TRAINING_MODE = config["training"]["mode"]
 
 
 def scope_tasks(scope):
@@ -583,19 +583,15 @@ def all_selections():
 
 
 def teacher_backend():
-    teacher = config.get("teacher") or {}
-    return teacher.get("backend") or config["generation"].get("backend", "hf")
+    return config["teacher"]["backend"] or config["generation"]["backend"]
 
 
 def teacher_settings(wildcards):
-    teacher = config.get("teacher") or {}
+    teacher = config["teacher"]
     settings = backend_settings(wildcards.model, teacher_backend())
     if settings["backend"] == "hf":
-        settings["batch_size"] = teacher.get("batch_size", 8)
-    return settings | {
-        "top_k": teacher.get("top_k", 256),
-        "value_dtype": teacher.get("value_dtype", "bfloat16"),
-    }
+        settings["batch_size"] = teacher["batch_size"]
+    return settings | {"top_k": teacher["top_k"], "value_dtype": teacher["value_dtype"]}
 
 
 def job_threads(backend="hf"):

@@ -18,7 +18,7 @@ rule prepare_split:
     params:
         source=config["data"],
         cap=lambda wc: split_cap(wc.task, wc.split),
-        seed=config["eval"].get("seed", 1234),
+        seed=config["eval"]["seed"],
         data=data_fingerprint,
     script:
         "../scripts/prepare_split.py"
@@ -40,8 +40,8 @@ rule draw_demonstrations:
     conda:
         "../../envs/data.yaml"
     params:
-        seed=config["few_shot"].get("seed", 1234),
-        resample=config["few_shot"].get("resample_per_example", False),
+        seed=config["few_shot"]["seed"],
+        resample=config["few_shot"]["resample_per_example"],
     script:
         "../scripts/draw_demonstrations.py"
 

@@ -14,8 +14,8 @@ rule infer:
     benchmark:
         f"{BENCH}/infer/{{model}}.{{task}}.{{condition}}.tsv",
     conda:
-        stage_env(config["generation"].get("backend", "hf"))
-    threads: job_threads(config["generation"].get("backend", "hf"))
+        stage_env(config["generation"]["backend"])
+    threads: job_threads(config["generation"]["backend"])
     resources:
         **cluster_resources("infer"),
     params:
@@ -24,4 +24,4 @@ rule infer:
         languages=languages_of,
         settings=inference_settings,
     script:
-        "../scripts/run_inference.py"
+        "../scripts/infer.py"

@@ -20,4 +20,4 @@ rule convert_gguf_model:
         dtype="bfloat16",
         source=model_fingerprint,
     script:
-        "../scripts/convert_model.py"
+        "../scripts/convert_gguf_model.py"

@@ -4,7 +4,7 @@ from icldistill import runrecord
 RUN_RECORD = "results/run.json"
 RUN_RECORD_CODE = [
     Path(workflow.basedir) / "src" / "icldistill" / "runrecord.py",
-    Path(workflow.basedir) / "workflow" / "scripts" / "write_run_record.py",
+    Path(workflow.basedir) / "workflow" / "scripts" / "run_record.py",
 ]
 
 
@@ -39,7 +39,7 @@ rule run_record:
         code=runrecord.code_version(RUN_RECORD_CODE),
         data=lambda wildcards: runrecord.data_fingerprint(config),
     script:
-        "../scripts/write_run_record.py"
+        "../scripts/run_record.py"
 
 
 rule render_results:
@@ -76,11 +76,11 @@ rule render_results:
         out_dir=lambda wildcards, output: str(Path(output.results).parent),
         focus_model=lambda wc: (
             display_name(config, config["report"]["focus_model"])
-            if config.get("report", {}).get("focus_model")
+            if config["report"].get("focus_model")
             else None
         ),
-        heatmap_condition=config.get("report", {}).get("heatmap_condition"),
-        reference_model=(config.get("report", {}).get("reference") or {}).get("model"),
-        reference_name=(config.get("report", {}).get("reference") or {}).get("name"),
+        heatmap_condition=config["report"].get("heatmap_condition"),
+        reference_model=(config["report"].get("reference") or {}).get("model"),
+        reference_name=(config["report"].get("reference") or {}).get("name"),
     script:
-        "../scripts/render_report.py"
+        "../scripts/render_results.py"

@@ -1,8 +1,8 @@
-from icldistill.aggregate import mean_over_seeds
+from icldistill.aggregate import seed_cell
 from icldistill.logs import to_file
 
 to_file(snakemake.log[0])
-mean_over_seeds(
+seed_cell(
     list(snakemake.input.metrics),
     list(snakemake.params.seeds),
     snakemake.wildcards.condition,

@@ -5,7 +5,7 @@ import torch
 from icldistill.data import staged_dir
 from icldistill.fingerprint import verify_input_folders
 from icldistill.hub import local_model, use_offline_hub
-from icldistill.inference import run_inference
+from icldistill.inference import infer
 from icldistill.logs import to_file
 
 
@@ -18,7 +18,7 @@ def main():
     p = snakemake.params
     prompts = Path(snakemake.input.prompts)
     with staged_dir(snakemake.output.predictions) as out:
-        run_inference(
+        infer(
             local_model(p.model_path, p.model_source, hub),
             snakemake.wildcards.task,
             [str(prompts / f"{lang}.json") for lang in p.languages],
