@@ -440,6 +440,22 @@ def test_custom_template(tmp_path):
     assert report.read_text(encoding="utf-8") == "Small: 2 models\n"
 
 
+def test_section_partials_resolve_beside_the_template_then_the_default(tmp_path):
+    default = render_report(inference_only_cells(), tmp_path / "default").read_text(encoding="utf-8")
+    # the main template copied alone still finds the default partials
+    copied = tmp_path / "copied" / "results.md.j2"
+    copied.parent.mkdir()
+    copied.write_text(render_report_module.DEFAULT_TEMPLATE.read_text(encoding="utf-8"), encoding="utf-8")
+    assert render_report(inference_only_cells(), tmp_path / "a", template=copied).read_text(encoding="utf-8") == default
+    # a partial beside the template replaces the default one
+    (copied.parent / "sections").mkdir()
+    (copied.parent / "sections" / "parse_failures.md.j2").write_text(
+        "{% macro section() %}## Parse Failures\n\nreplaced{% endmacro %}\n", encoding="utf-8"
+    )
+    text = render_report(inference_only_cells(), tmp_path / "b", template=copied).read_text(encoding="utf-8")
+    assert "## Parse Failures\n\nreplaced\n" in text and "No cell has more than" not in text
+
+
 def test_package_does_not_import_snakemake():
     render_dir = Path(render_report_module.__file__).resolve().parent
     for source in render_dir.glob("*.py"):

@@ -13,7 +13,7 @@ from os import PathLike
 from pathlib import Path
 
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
 from icldistill.render import (
     compute,
@@ -69,10 +69,14 @@ def build_context(inputs: Inputs, figure_links: dict[str, str]) -> dict:
 
 
 def render_markdown(context: dict, template: str | PathLike | None = None) -> str:
-    """Fill the Jinja template (default :data:`DEFAULT_TEMPLATE`) with ``context``."""
+    """Fill the Jinja template (default :data:`DEFAULT_TEMPLATE`) with ``context``.
+
+    Partials (``sections/*.md.j2``) are looked up beside the template first, then beside the
+    default one, so a custom template can include the default partials.
+    """
     path = Path(template) if template is not None else DEFAULT_TEMPLATE
     environment = Environment(
-        loader=FileSystemLoader(str(path.parent)),
+        loader=ChoiceLoader([FileSystemLoader(str(path.parent)), FileSystemLoader(str(DEFAULT_TEMPLATE.parent))]),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
