@@ -64,7 +64,11 @@ def build_context(inputs: Inputs, figure_links: dict[str, str]) -> dict:
     """
     context = {"figures": figure_links}
     for section in SECTIONS:
-        context |= section.context(inputs)
+        part = section.context(inputs)
+        # two sections filling one key would silently hide one of them
+        if shared := context.keys() & part.keys():
+            raise ValueError(f"{section.__name__} fills template key(s) already filled: {', '.join(sorted(shared))}")
+        context |= part
     return context
 
 
