@@ -11,10 +11,40 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from icldistill.render import figures, read_cells, read_conditions, read_selection, read_training, render_report, tables
-from icldistill.render import report as report_module
+from icldistill.render import parse_failures, read_cells, read_conditions, read_selection, read_training, render_report
+from icldistill.render import report as render_report_module
 from icldistill.render.__main__ import main as cli_main
+from icldistill.render.common import (
+    condition_order,
+    decimal1,
+    language_table,
+    model_order,
+    primary_cells,
+    shown_conditions,
+    signed,
+    task_condition_table,
+)
+from icldistill.render.contracts import tidy_cells, tidy_conditions, tidy_selection, tidy_training
+from icldistill.render.crosslingual import cross_lingual, default_heatmap_condition, largest_transfer_drop
+from icldistill.render.dynamic import (
+    best_of,
+    dynamic_gap_average,
+    dynamic_gap_table,
+    lambda_eff_lines,
+    lambda_eff_traces,
+)
 from icldistill.render.figures import figure_files, write_figures
+from icldistill.render.gaps import describe_gap, gap_observations, ordering_counts
+from icldistill.render.overview import (
+    chance_levels,
+    chance_lines,
+    summary_table,
+    task_bar_conditions,
+    task_condition_bounds,
+)
+from icldistill.render.plotting import interval_bars
+from icldistill.render.report import default_focus_model
+from icldistill.render.sweep import chosen_line
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEED_CELLS = Path(__file__).resolve().parents[1] / "resources" / "reference" / "seed_cells.csv"
@@ -127,17 +157,17 @@ def test_seed_prose_numbers(seed_render):
 
 def test_seed_summary_counts():
     cells = read_cells(SEED_CELLS)
-    valued = tables.primary_cells(cells).dropna(subset=["value"])
+    valued = primary_cells(cells).dropna(subset=["value"])
     base = valued[valued["condition"] == "base"].groupby("model").size()
     assert base["Llama-3.2-3B"] == 28 and base["Qwen3-1.7B"] == 17
-    assert tables.default_focus_model(cells) == "Llama-3.2-3B"
+    assert default_focus_model(cells) == "Llama-3.2-3B"
 
 
 # --- table functions on tiny frames ---------------------------------------------------------
 
 
 def test_summary_is_mean_over_cells_not_tasks():
-    cells = tables.tidy_cells(
+    cells = tidy_cells(
         make_cells(
             [
                 ("M", "nli", "base", "en", "accuracy", 10.0),
@@ -150,13 +180,13 @@ def test_summary_is_mean_over_cells_not_tasks():
             extra_columns=True,
         )
     )
-    summary = tables.summary_table(cells)
+    summary = summary_table(cells)
     assert summary.at["M", "base"] == pytest.approx(30.0)
     assert list(summary.columns) == ["base"]
 
 
 def test_language_table_avg_and_missing():
-    cells = tables.tidy_cells(
+    cells = tidy_cells(
         make_cells(
             [
                 ("A", "pa", "base", "en", "accuracy", 50.0),
@@ -166,7 +196,7 @@ def test_language_table_avg_and_missing():
             ]
         )
     )
-    grid = tables.language_table(cells, "base", "pa", "accuracy", ["A", "B"], ["en", "hi", "es", "de"])
+    grid = language_table(cells, "base", "pa", "accuracy", ["A", "B"], ["en", "hi", "es", "de"])
     assert grid.at["A", "Avg"] == pytest.approx(55.5)
     assert math.isnan(grid.at["A", "hi"]) and math.isnan(grid.at["A", "es"])
     assert math.isnan(grid.at["B", "Avg"])
@@ -190,7 +220,7 @@ def test_missing_cells_render_as_dash(tmp_path):
 
 
 def test_default_focus_model_most_values_then_first():
-    cells = tables.tidy_cells(
+    cells = tidy_cells(
         make_cells(
             [
                 ("A", "nli", "base", "en", "accuracy", 1.0),
@@ -202,17 +232,17 @@ def test_default_focus_model_most_values_then_first():
             ]
         )
     )
-    assert tables.model_order(cells) == ["A", "B", "C"]
-    assert tables.default_focus_model(cells) == "B"
+    assert model_order(cells) == ["A", "B", "C"]
+    assert default_focus_model(cells) == "B"
 
 
 def test_rounding_and_signs():
-    assert tables.decimal1(33.9 / 6) == "5.7"
-    assert tables.decimal1(-0.04) == "0.0"
-    assert tables.signed(3.66) == "+3.7"
-    assert tables.signed(-0.6) == "-0.6"
-    assert tables.signed(-0.6, minus="−") == "−0.6"
-    assert tables.signed(float("nan")) == "—"
+    assert decimal1(33.9 / 6) == "5.7"
+    assert decimal1(-0.04) == "0.0"
+    assert signed(3.66) == "+3.7"
+    assert signed(-0.6) == "-0.6"
+    assert signed(-0.6, minus="−") == "−0.6"
+    assert signed(float("nan")) == "—"
 
 
 @pytest.mark.parametrize(
@@ -229,12 +259,12 @@ def test_rounding_and_signs():
     ],
 )
 def test_observation_thresholds(gap, largest, expected):
-    assert tables.describe_gap(gap, largest=largest) == expected
+    assert describe_gap(gap, largest=largest) == expected
 
 
 def test_gap_observations_mention_control():
     gaps = pd.DataFrame({"distilled": [-2.0, -3.0], "control": [-2.5, 0.0]}, index=["qa", "pa"])
-    notes = tables.gap_observations(gaps)
+    notes = gap_observations(gaps)
     assert notes["qa"] == "Small regression (−2.0 pp); Control ≈ Distilled"
     assert notes["pa"] == "Small regression (−3.0 pp); Control beats Distilled (+3.0 pp)"
 
@@ -248,14 +278,14 @@ def test_ordering_counts_partial():
         },
         index=["nli", "pa", "qa"],
     )
-    counts = tables.ordering_counts(overview)
+    counts = ordering_counts(overview)
     assert counts["ft_ge_dist_ge_ctrl"] == (0, 2)
     assert counts["dist_gt_ctrl"] == (1, 2)
     assert counts["ft_gt_dist"] == (2, 3)
 
 
 def test_cross_lingual_means_over_cells():
-    cells = tables.tidy_cells(
+    cells = tidy_cells(
         make_cells(
             [
                 ("M", "nli", "distilled", "en", "accuracy", 80.0),
@@ -266,12 +296,12 @@ def test_cross_lingual_means_over_cells():
             ]
         )
     )
-    stats = tables.cross_lingual(cells, "M", "distilled")
+    stats = cross_lingual(cells, "M", "distilled")
     assert stats["en_avg"] == pytest.approx(85.0)
     assert stats["non_en_avg"] == pytest.approx(65.0)
     assert stats["gap"] == pytest.approx(20.0)
     assert (stats["n_en"], stats["n_non_en"]) == (2, 2)
-    drop = tables.largest_transfer_drop(cells, "M", "distilled")
+    drop = largest_transfer_drop(cells, "M", "distilled")
     assert (drop["task"], drop["language"], drop["drop"]) == (
         "nli",
         "hi",
@@ -347,8 +377,8 @@ def test_unknown_condition_after_known_ones(tmp_path):
         ("M", "nli", "base", "en", "accuracy", 30.0),
         ("M", "nli", "distilled", "en", "accuracy", 65.0),
     ]
-    cells = tables.tidy_cells(make_cells(rows))
-    assert tables.condition_order(cells) == [
+    cells = tidy_cells(make_cells(rows))
+    assert condition_order(cells) == [
         "base",
         "finetuned",
         "distilled",
@@ -379,7 +409,7 @@ def test_unknown_condition_after_known_ones(tmp_path):
 
 
 def test_figures_are_non_empty_pngs(tmp_path):
-    cells = tables.tidy_cells(pd.read_csv(SEED_CELLS))
+    cells = tidy_cells(pd.read_csv(SEED_CELLS))
     written = write_figures(cells, tmp_path, "Llama-3.2-3B", "distilled")
     assert [p.name for p in written] == [
         "task_bar.png",
@@ -410,8 +440,24 @@ def test_custom_template(tmp_path):
     assert report.read_text(encoding="utf-8") == "Small: 2 models\n"
 
 
+def test_section_partials_resolve_beside_the_template_then_the_default(tmp_path):
+    default = render_report(inference_only_cells(), tmp_path / "default").read_text(encoding="utf-8")
+    # the main template copied alone still finds the default partials
+    copied = tmp_path / "copied" / "results.md.j2"
+    copied.parent.mkdir()
+    copied.write_text(render_report_module.DEFAULT_TEMPLATE.read_text(encoding="utf-8"), encoding="utf-8")
+    assert render_report(inference_only_cells(), tmp_path / "a", template=copied).read_text(encoding="utf-8") == default
+    # a partial beside the template replaces the default one
+    (copied.parent / "sections").mkdir()
+    (copied.parent / "sections" / "parse_failures.md.j2").write_text(
+        "{% macro section() %}## Parse Failures\n\nreplaced{% endmacro %}\n", encoding="utf-8"
+    )
+    text = render_report(inference_only_cells(), tmp_path / "b", template=copied).read_text(encoding="utf-8")
+    assert "## Parse Failures\n\nreplaced\n" in text and "No cell has more than" not in text
+
+
 def test_package_does_not_import_snakemake():
-    render_dir = Path(tables.__file__).resolve().parent
+    render_dir = Path(render_report_module.__file__).resolve().parent
     for source in render_dir.glob("*.py"):
         assert "snakemake" not in source.read_text(encoding="utf-8"), source
 
@@ -624,8 +670,8 @@ def test_sweep_without_selection_or_finetuned(tmp_path):
 def test_task_bar_and_heatmap_default_skip_sweeps():
     conditions = read_conditions(SWEEP_CONDITIONS)
     cells = read_cells(SWEEP_CELLS)
-    shown = tables.shown_conditions(cells, conditions)
-    assert tables.task_bar_conditions(shown, conditions) == [
+    shown = shown_conditions(cells, conditions)
+    assert task_bar_conditions(shown, conditions) == [
         "base",
         "fewshot",
         "finetuned",
@@ -634,10 +680,10 @@ def test_task_bar_and_heatmap_default_skip_sweeps():
         "distilled-best",
     ]
     dropped = ["distilled", "distilled-best", "entropy", "grad_conflict", "loss_ratio", "meta", "task_prior"]
-    order = tables.shown_conditions(cells[~cells["condition"].isin(dropped)], conditions)
+    order = shown_conditions(cells[~cells["condition"].isin(dropped)], conditions)
     # The sweep members, last in config order, are neither shown nor the default heatmap.
     assert order == ["base", "fewshot", "finetuned", "control"]
-    assert tables.default_heatmap_condition(order) == "control"
+    assert default_heatmap_condition(order) == "control"
 
 
 def test_table_labels_win_over_vocabulary(tmp_path):
@@ -690,19 +736,19 @@ def test_dynamic_average_rounds_after_averaging():
     conditions = pd.DataFrame(
         {"condition": ["finetuned", "entropy", "meta"], "label": ["", "", ""], "role": ["train", "dynamic", "dynamic"]}
     )
-    gaps = tables.dynamic_gap_table(overview, tables.tidy_conditions(conditions))
+    gaps = dynamic_gap_table(overview, tidy_conditions(conditions))
     assert list(gaps.columns) == ["finetuned", "entropy", "meta"]
     assert gaps.at["nli", "entropy"] == pytest.approx(2.8)
-    average = tables.dynamic_gap_average(overview, gaps.columns)
+    average = dynamic_gap_average(overview, gaps.columns)
     assert average["finetuned"] == pytest.approx(50.0)
     assert average["entropy"] == pytest.approx(1.0)  # qa has no Fine-Tuned: left out
     assert math.isnan(average["meta"])  # meta lacks ner
-    assert tables.best_of(average, ["entropy", "meta"]) == ["entropy"]
-    assert tables.best_of(pd.Series({"a": 1.04, "b": 0.96}), ["a", "b"]) == ["a", "b"]
+    assert best_of(average, ["entropy", "meta"]) == ["entropy"]
+    assert best_of(pd.Series({"a": 1.04, "b": 0.96}), ["a", "b"]) == ["a", "b"]
 
 
 def test_lambda_eff_traces_scopes_and_step_means(tmp_path):
-    training = tables.tidy_training(
+    training = tidy_training(
         pd.DataFrame(
             {
                 "model": ["M"] * 6,
@@ -713,37 +759,37 @@ def test_lambda_eff_traces_scopes_and_step_means(tmp_path):
             }
         )
     )
-    traces = tables.lambda_eff_traces(training, "M", ["meta", "entropy"], ["nli", "ner"])
+    traces = lambda_eff_traces(training, "M", ["meta", "entropy"], ["nli", "ner"])
     assert traces.values.tolist() == [
         ["nli", "entropy", 1, 0.5],
         ["ner", "entropy", 1, 0.1],
         ["multitask", "meta", 1, 0.7],
         ["multitask", "entropy", 1, pytest.approx(0.3)],
     ]
-    path = figures.lambda_eff_lines(traces, 0.5, "M", tmp_path / "lambda_eff.png")
+    path = lambda_eff_lines(traces, 0.5, "M", tmp_path / "lambda_eff.png")
     assert path.read_bytes().startswith(PNG_MAGIC)
-    assert tables.lambda_eff_traces(None, "M", ["entropy"]).empty
+    assert lambda_eff_traces(None, "M", ["entropy"]).empty
 
 
 def test_chosen_line_names_the_dev_languages():
     sweep = pd.DataFrame({"Avg": [40.12], "Gap": [-1.2]}, index=["distilled@lam=1"])
     choice = {"candidate": "distilled@lam=1", "lambda": 1.0, "dev_score": 45.25, "dev_languages": ["en", "de"]}
-    line = report_module.chosen_line(choice, sweep)
+    line = chosen_line(choice, sweep)
     assert line == "Chosen on the dev split (EN, DE): λ = 1 (dev 45.3); test Avg 40.1 (Δ vs FT −1.2)."
-    assert report_module.chosen_line(None, sweep) is None
+    assert chosen_line(None, sweep) is None
 
 
 def test_optional_tables_are_checked():
     conditions = pd.read_csv(SWEEP_CONDITIONS, dtype=str, keep_default_na=False)
     with pytest.raises(ValueError, match="unknown role"):
-        tables.tidy_conditions(conditions.assign(role="swept"))
+        tidy_conditions(conditions.assign(role="swept"))
     with pytest.raises(ValueError, match="sweep_of"):
-        tables.tidy_conditions(conditions.assign(sweep_of=""))
+        tidy_conditions(conditions.assign(sweep_of=""))
     with pytest.raises(ValueError, match="lacks column"):
-        tables.tidy_conditions(conditions.drop(columns="role"))
+        tidy_conditions(conditions.drop(columns="role"))
     selection = pd.read_csv(SWEEP_SELECTION, dtype=str, keep_default_na=False)
     with pytest.raises(ValueError, match="more than one chosen"):
-        tables.tidy_selection(selection.assign(chosen="True"))
+        tidy_selection(selection.assign(chosen="True"))
     tidy = read_selection(SWEEP_SELECTION)
     assert tidy["chosen"].dtype == bool and tidy["chosen"].sum() == 2
     assert read_conditions(SWEEP_CONDITIONS)["lambda"].tolist()[3] == 0.5
@@ -847,10 +893,10 @@ def test_cells_with_many_parse_failures_are_marked_and_listed(tmp_path, columns)
 
 
 def test_parse_failure_threshold_is_exclusive_and_one_constant(tmp_path, monkeypatch):
-    cells = tables.tidy_cells(parse_failure_cells(parse_failure_rate=[0.2, math.nan]))
-    assert tables.parse_failure_cells(cells).empty  # exactly 20 % is not more than 20 %
-    monkeypatch.setattr(tables, "PARSE_FAILURE_THRESHOLD", 0.1)
-    assert tables.parse_failure_cells(cells)["language"].tolist() == ["en"]
+    cells = tidy_cells(parse_failure_cells(parse_failure_rate=[0.2, math.nan]))
+    assert parse_failures.parse_failure_cells(cells).empty  # exactly 20 % is not more than 20 %
+    monkeypatch.setattr(parse_failures, "PARSE_FAILURE_THRESHOLD", 0.1)
+    assert parse_failures.parse_failure_cells(cells)["language"].tolist() == ["en"]
     text = render_report(cells, tmp_path).read_text(encoding="utf-8")
     assert "more than 10 % of outputs" in text and "| M | 12.5† | 50.0 |" in text
 
@@ -861,7 +907,7 @@ def test_no_parse_failures_say_so_in_one_line(seed_render):
     section = text[text.index("## Parse Failures") : text.index("## Analysis")]
     assert "No cell has more than 20 % of outputs that did not parse." in section
     assert "†" not in text and ("Parse Failures",) not in seed_tables.parse_tables(text)
-    assert tables.read_cells(SEED_CELLS)["parse_failure_rate"].isna().all()
+    assert read_cells(SEED_CELLS)["parse_failure_rate"].isna().all()
 
 
 def test_task_bars_carry_interval_bars_and_label_tasks_a_chance_line():
@@ -869,7 +915,7 @@ def test_task_bars_carry_interval_bars_and_label_tasks_a_chance_line():
     from matplotlib.container import ErrorbarContainer
     from matplotlib.figure import Figure
 
-    cells = tables.tidy_cells(
+    cells = tidy_cells(
         pd.DataFrame(
             [
                 ["M", "nli", "base", "en", "accuracy", 40.0, 10, 30.0, 50.0],
@@ -881,21 +927,21 @@ def test_task_bars_carry_interval_bars_and_label_tasks_a_chance_line():
             columns=["model", "task", "condition", "language", "metric", "value", "n", "ci_low", "ci_high"],
         )
     )
-    low, high = tables.task_condition_bounds(cells, "M")
+    low, high = task_condition_bounds(cells, "M")
     # mean of the bounds over the languages with a value
     assert low.loc["nli", "base"] == 20.0 and high.loc["nli", "base"] == 42.0
     assert low.loc["nli", "finetuned"] == 55.0 and pd.isna(low.loc["qa", "finetuned"])
-    assert tables.chance_levels(["nli", "pa", "qa", "ner"]) == {"nli": 100 / 3, "pa": 50.0}
+    assert chance_levels(["nli", "pa", "qa", "ner"]) == {"nli": 100 / 3, "pa": 50.0}
 
-    overview = tables.task_condition_table(cells, "M")
+    overview = task_condition_table(cells, "M")
     figure = Figure()
     axes = figure.subplots()
     data = overview.rename_axis(index="task", columns="condition").stack(future_stack=True).rename("value")
     import seaborn as sns
 
     sns.barplot(data=data.reset_index(), x="task", y="value", hue="condition", ax=axes)
-    figures.interval_bars(axes, list(overview.columns), low, high)
-    figures.chance_lines(axes, list(overview.index), tables.chance_levels(list(overview.index)))
+    interval_bars(axes, list(overview.columns), low, high)
+    chance_lines(axes, list(overview.index), chance_levels(list(overview.index)))
     bars = [c for c in axes.containers if isinstance(c, ErrorbarContainer)]
     # three values with an interval: NLI base, NLI finetuned, QA base (QA finetuned has none)
     spans = sorted(tuple(round(v, 6) for v in c.lines[2][0].get_segments()[0][:, 1]) for c in bars)

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from icldistill.render.contracts import read_cells, read_conditions, read_selection, read_training
 from icldistill.render.reference import read_reference
 from icldistill.render.report import render_report
-from icldistill.render.tables import read_cells, read_conditions, read_selection, read_training
 from icldistill.runrecord import read_record
 
 

@@ -1,5 +1,8 @@
-"""The Compute section: what each stage and each condition of the run cost (from
-``results/tables/compute.csv``, :mod:`icldistill.compute`)."""
+"""Section: compute. What each stage and each condition of the run cost (from
+``results/tables/compute.csv``, :mod:`icldistill.compute`).
+
+Template partial: ``report/templates/sections/compute.md.j2``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,9 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from .. import compute
-from . import tables
-
-MISSING = tables.MISSING
+from icldistill import compute
+from icldistill.render.common import MISSING, Inputs, decimal1, model_order
+from icldistill.render.overview import summary_table
 
 
 def duration(seconds: float | None) -> str:
@@ -71,7 +73,7 @@ def compute_context(
             "0" if c["training"] == 0 else duration(c["training"]),
             duration(c["evaluation"]),
             duration(c["total"]),
-            tables.decimal1(summary.at[focus_model, c["condition"]])
+            decimal1(summary.at[focus_model, c["condition"]])
             if c["condition"] in summary.columns and not pd.isna(summary.at[focus_model, c["condition"]])
             else MISSING,
         ]
@@ -101,3 +103,9 @@ def compute_context(
         "total": duration(total),
         "untimed": sum(s["jobs"] - s["timed"] for s in stages),
     }
+
+
+def context(inputs: Inputs) -> dict:
+    """Template key ``compute``; the Avg Score column is the Summary's (:func:`overview.summary_table`)."""
+    summary = summary_table(inputs.cells, model_order(inputs.cells), inputs.shown)
+    return {"compute": compute_context(inputs.compute or [], inputs.focus_model, inputs.shown, inputs.labels, summary)}
