@@ -454,3 +454,18 @@ def test_training_reads_english_data_without_english_among_the_languages(tmp_pat
         assert f"results/{path}" in result.stdout
     assert not re.search(r"results/[^/\s]+/nli/[^/\s]+/metrics/en\.json", result.stdout)  # English is not evaluated
     assert "results/smollm2-135m/nli/base/metrics/de.json" in result.stdout
+
+
+def test_only_the_grid_spells_the_names_of_expanded_conditions():
+    """Roles are data on :class:`Condition`: no code outside ``icldistill.grid`` builds or parses
+    a sweep member's, seed run's or best-λ condition's name (docstrings may show one)."""
+    spelled = re.compile(r"""["'][^"'\n]*(@lam=|@seed=|-best)[^"'\n]*["']""")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for folder in ("src", "workflow")
+        for path in sorted((ROOT / folder).rglob("*"))
+        if path.suffix in (".py", ".smk") and path.name != "grid.py"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if spelled.search(line) and "``" not in line and '"""' not in line
+    ]
+    assert not offenders

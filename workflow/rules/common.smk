@@ -163,6 +163,11 @@ LOGS = "results/logs"
 #: Snakemake's benchmark record of every job (wall time, peak memory, CPU time), beside its log
 BENCH = "results/benchmarks"
 REPORT_TEMPLATE = str(Path(workflow.basedir) / "report" / "templates" / "results.md.j2")
+# the report sections' partials the template imports: an edited one re-renders the report
+REPORT_PARTIALS = sorted(
+    str(p)
+    for p in (Path(workflow.basedir) / "report" / "templates" / "sections").glob("*.md.j2")
+)
 
 
 # -- what reruns a job: fingerprints of its sources, manifests of its input folders ------------

@@ -52,6 +52,7 @@ rule render_results:
         paired=PAIRED_TABLE,
         compute=COMPUTE_TABLE,
         template=REPORT_TEMPLATE,
+        partials=REPORT_PARTIALS,
         run_record=RUN_RECORD,
         reference=reference_table(),
     output:
