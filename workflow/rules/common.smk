@@ -40,6 +40,7 @@ if (
     )
 
 from icldistill import fingerprint
+from icldistill import params as job_params
 from icldistill.cluster import declared_keys, job_resource
 from icldistill.config import (
     ConfigError,
@@ -412,32 +413,9 @@ def condition_prompts(wildcards):
     )
 
 
-def backend_settings(model, backend):
-    """Settings of ``backend`` for ``model``: the HF batching keys, or the vLLM engine options
-    (``generation.vllm`` overridden per model by ``models.<model>.vllm``)."""
-    gen = config["generation"]
-    spec = config["models"][model]
-    common = {
-        "backend": backend,
-        "dtype": spec["dtype"],
-        "trust_remote_code": spec["trust_remote_code"],
-    }
-    if backend == "vllm":
-        return common | {"vllm": (gen.get("vllm") or {}) | (spec.get("vllm") or {})}
-    return common | {"reuse_prefix": gen["reuse_prefix"]}
-
-
 def inference_settings(wildcards):
     """Exactly the settings predictions depend on (a change reruns only affected jobs)."""
-    gen = config["generation"]
-    settings = backend_settings(wildcards.model, gen["backend"])
-    if settings["backend"] == "hf":
-        settings["batch_size"] = gen["batch_size"]
-    return settings | {
-        "max_new_tokens": answer_budget(wildcards),
-        "stop": gen["stop"].get(wildcards.task, []),
-        "scoring": config["scoring"].get(wildcards.task, "generate"),
-    }
+    return job_params.inference_settings(config, wildcards.model, wildcards.task)
 
 
 # -- training --------------------------------------------------------------------------------
@@ -588,15 +566,11 @@ def all_selections():
 
 
 def teacher_backend():
-    return config["teacher"]["backend"] or config["generation"]["backend"]
+    return job_params.teacher_backend(config)
 
 
 def teacher_settings(wildcards):
-    teacher = config["teacher"]
-    settings = backend_settings(wildcards.model, teacher_backend())
-    if settings["backend"] == "hf":
-        settings["batch_size"] = teacher["batch_size"]
-    return settings | {"top_k": teacher["top_k"], "value_dtype": teacher["value_dtype"]}
+    return job_params.teacher_settings(config, wildcards.model)
 
 
 def job_threads(backend="hf"):
