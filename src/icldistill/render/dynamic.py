@@ -38,9 +38,9 @@ from icldistill.render.plotting import (
     condition_colors,
     figure_labels,
     gap_bars,
-    new_grid,
     reference_line,
     save_figure,
+    scope_panels,
 )
 from icldistill.tasks import TASKS
 
@@ -185,10 +185,7 @@ def lambda_eff_lines(
     strategies = list(dict.fromkeys(traces["condition"]))
     names = figure_labels([*strategies, DISTILLED], labels)
     colors = colors or condition_colors([DISTILLED, *strategies])
-    columns = min(len(scopes), 3)
-    rows = math.ceil(len(scopes) / columns)
-    figure, panels = new_grid(rows, columns, 0.6 + 4.0 * columns, 0.9 + 3.0 * rows)
-    flat = [axes for row in panels for axes in row]
+    figure, flat = scope_panels(scopes)
     for axes, scope in zip(flat, scopes, strict=False):
         own = traces[traces["scope"] == scope]
         for strategy in strategies:

@@ -70,6 +70,14 @@ def new_grid(rows: int, columns: int, width: float, height: float) -> tuple[Figu
     return figure, [list(row) for row in panels]
 
 
+def scope_panels(scopes: Sequence[str]) -> tuple[Figure, list[object]]:
+    """One panel per training scope, at most three to a row; the panels in reading order."""
+    columns = min(len(scopes), 3)
+    rows = math.ceil(len(scopes) / columns)
+    figure, panels = new_grid(rows, columns, 0.6 + 4.0 * columns, 0.9 + 3.0 * rows)
+    return figure, [axes for row in panels for axes in row]
+
+
 def save_figure(figure: Figure, path: str | PathLike) -> Path:
     """Write ``figure`` as a PNG at ``path`` (its folder created), cropped, on white; return the path."""
     path = Path(path)

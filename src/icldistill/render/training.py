@@ -6,7 +6,6 @@ Template partial: ``report/templates/sections/training.md.j2``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -17,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from icldistill.render.common import Inputs, task_title
 from icldistill.render.contracts import MULTITASK_SCOPE
-from icldistill.render.plotting import condition_colors, figure_labels, new_grid, save_figure
+from icldistill.render.plotting import condition_colors, figure_labels, save_figure, scope_panels
 
 
 def training_curves(
@@ -37,10 +36,7 @@ def training_curves(
     conditions = list(dict.fromkeys(own["condition"]))
     names = figure_labels(conditions, labels)
     colors = colors or condition_colors(conditions)
-    columns = min(len(scopes), 3)
-    rows = math.ceil(len(scopes) / columns)
-    figure, panels = new_grid(rows, columns, 0.6 + 4.0 * columns, 0.9 + 3.0 * rows)
-    flat = [axes for row in panels for axes in row]
+    figure, flat = scope_panels(scopes)
     for axes, scope in zip(flat, scopes, strict=False):
         part = own[own["scope"] == scope]
         for condition in conditions:
