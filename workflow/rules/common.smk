@@ -709,7 +709,7 @@ def compute_jobs():
             task=scope,
             condition=run,
         )
-        if GRID.train_settings(run, scope_tasks(scope))["loss"] == "kd":
+        if GRID.uses_teacher(run, scope_tasks(scope)):
             for t in scope_tasks(scope):
                 k = GRID.teacher_shots(run, t)
                 add(
