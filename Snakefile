@@ -20,8 +20,6 @@ localrules:
     select_training_rows,
     build_prompts,
     score_cell,
-    build_select_prompts,
-    score_select,
     select_lambda,
     best_cell,
     collect_cells,

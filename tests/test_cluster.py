@@ -95,8 +95,11 @@ def test_paper_config_plans_the_seed_grid_with_gpu_requests_through_the_slurm_pr
     # a sweep value's in every task); 2 teacher shots; 28 valid (task, language) pairs, 18
     # conditions scored (5 + 8 sweep members + 5 strategies) plus distilled-best
     assert counts["train"] == 4 * 5 * 13 and counts["teacher_cache"] == 40
-    assert counts["infer"] == 4 * 5 * (2 + 13) and counts["infer_select"] == 4 * 5 * 8
-    assert counts["score_cell"] == 4 * 18 * 28 and counts["best_cell"] == 4 * 28
+    # test split: 2 inference-only conditions and 13 runs; select split: the 8 sweep members
+    assert counts["infer"] == 4 * 5 * (2 + 13) + 4 * 5 * 8
+    assert out.count("output: results/predictions/select/") == 4 * 5 * 8
+    assert counts["score_cell"] == 4 * 18 * 28 + out.count("output: results/metrics/select/")
+    assert counts["best_cell"] == 4 * 28
     blocks = out.split("\nrule ")
     train_8b = next(b for b in blocks if b.startswith("train:") and "model=qwen3-8b" in b)
     assert "gpu=1" in train_8b and "gpu_model=a100" in train_8b and "mem_mb=96000" in train_8b
@@ -158,9 +161,13 @@ def test_paper_config_turns_qwen3_thinking_off_in_every_prompt_teacher_and_train
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
     targets = {
-        f"results/{model}/nli/{path}"
+        path.format(model=model)
         for model in ("qwen3-1.7b", "qwen3-8b", "llama-3.2-3b")
-        for path in ("prompts/5shot", "teacher/5shot.safetensors", "finetuned/adapter")
+        for path in (
+            "results/prompts/test/{model}/nli/5shot",
+            "results/teacher/{model}/nli/5shot.safetensors",
+            "results/training/{model}/nli/finetuned/adapter",
+        )
     }
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow = api.workflow(

@@ -92,14 +92,16 @@ def test_rule_summary_splits_heavy_jobs_into_start_up_loading_and_compute(tmp_pa
     predictions.mkdir()
     stats = {"prompt_tokens": 900, "output_tokens": 100, "load_seconds": 5.0, "seconds": 15.0}
     (predictions / "stats.json").write_text(json.dumps(stats))
-    job = {"rule": "infer", "benchmark": _record(results / "benchmarks/infer/m.nli.base.tsv", 25.0, 900.0, 40.0)}
-    _record(results / "benchmarks/score_cell/m.nli.base.en.tsv", 1.5, 100.0, 1.0)
-    _record(results / "benchmarks/score_cell/m.nli.base.de.tsv", 2.5, 120.0, 1.0)
+    job = {"rule": "infer", "benchmark": _record(results / "benchmarks/infer/m.nli.base.test.tsv", 25.0, 900.0, 40.0)}
+    _record(results / "benchmarks/infer/m.nli.distilled.select.tsv", 7.0, 800.0, 6.0)  # dev rows, λ choice
+    _record(results / "benchmarks/score_cell/m.nli.base.en.test.tsv", 1.5, 100.0, 1.0)
+    _record(results / "benchmarks/score_cell/m.nli.base.de.test.tsv", 2.5, 120.0, 1.0)
     (results / "tables").mkdir()
     compute.write_compute([job | {"artifact": str(predictions), "conditions": ["base"], "model": "m"}],
                           results / "tables" / "compute.csv")  # fmt: skip
     rows = {r["rule"]: r for r in compute.rule_summary(results)}
-    assert list(rows) == ["infer", "score_cell"]  # pipeline order
+    assert list(rows) == ["infer", "infer (select)", "score_cell"]  # pipeline order
+    assert (rows["infer (select)"]["jobs"], rows["infer (select)"]["seconds"]) == (1, 7.0)
     infer = rows["infer"]
     assert (infer["jobs"], infer["seconds"], infer["startup"], infer["load"], infer["compute"]) == (
         1,
@@ -112,7 +114,7 @@ def test_rule_summary_splits_heavy_jobs_into_start_up_loading_and_compute(tmp_pa
     assert (score["jobs"], score["seconds"], score["max_rss_mib"], score["startup"]) == (2, 4.0, 120.0, None)
     compute.main([str(results)])
     printed = capsys.readouterr().out
-    assert "inference" in printed and "all jobs" in printed and "29.0 s" in printed
+    assert "inference" in printed and "all jobs" in printed and "36.0 s" in printed
 
 
 def test_the_report_prints_the_compute_section(jobs, tmp_path):

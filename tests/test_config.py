@@ -408,7 +408,7 @@ def test_multitask_mode_plans_one_training_run_per_condition(tmp_path):
     # control and the five strategies (task_prior stays per task), each over all tasks
     assert counts["train"] == 9
     assert counts["teacher_cache"] == 10  # still one per (task, teacher shots)
-    assert "results/smollm2-135m/multitask/distilled/adapter" in result.stdout
+    assert "results/training/smollm2-135m/multitask/distilled/adapter" in result.stdout
     assert "multitask/distilled@lam=0/adapter" not in result.stdout
 
 
@@ -421,8 +421,10 @@ def test_default_grid_trains_each_distinct_run_once_and_shares_teacher_caches(tm
     # run of its own only for NLI and PA (λ 1), QA and NER/POS reuse λ 0.5 and λ 0.1
     assert counts["train"] == 5 * 8 + 2
     assert counts["teacher_cache"] == 10  # one per (task, teacher shots): 5-shot and 0-shot
-    assert counts["infer_select"] == 5 * 3 and counts["select_lambda"] == 5
-    assert counts["best_cell"] == 28 and counts["score_select"] == 15
+    # the sweep's 3 members on the select split (dev rows), through the test split's rules
+    assert result.stdout.count("output: results/predictions/select/") == 5 * 3
+    assert counts["select_lambda"] == 5 and counts["best_cell"] == 28
+    assert result.stdout.count("output: results/metrics/select/") == 15
     assert "distilled@lam=0/adapter" not in result.stdout
     assert "results/data/nli/select.en.jsonl" in result.stdout
 
@@ -452,8 +454,8 @@ def test_training_reads_english_data_without_english_among_the_languages(tmp_pat
     assert result.returncode == 0, result.stderr[-2000:]
     for path in ("data/nli/train.en.jsonl", "data/nli/demos/5shot.en.json", "data/nli/select.en.jsonl"):
         assert f"results/{path}" in result.stdout
-    assert not re.search(r"results/[^/\s]+/nli/[^/\s]+/metrics/en\.json", result.stdout)  # English is not evaluated
-    assert "results/smollm2-135m/nli/base/metrics/de.json" in result.stdout
+    assert not re.search(r"results/metrics/[^/\s]+/[^/\s]+/nli/[^/\s]+/en\.json", result.stdout)  # English is not evaluated
+    assert "results/metrics/test/smollm2-135m/nli/base/de.json" in result.stdout
 
 
 def test_only_the_grid_spells_the_names_of_expanded_conditions():

@@ -139,7 +139,7 @@ def test_every_job_has_a_benchmark_record_and_the_compute_table_sums_them(finish
     assert per_rule == {"infer": 30, "teacher_cache": 10, "train": 20}
     assert compute.seconds.gt(0).all() and compute.max_rss_mib.gt(0).all()
     assert compute.tokens.gt(0).all() and compute.tokens_per_s.gt(0).all()
-    record = pd.read_csv(bench / "infer" / "tiny.nli.base.tsv", sep="\t")
+    record = pd.read_csv(bench / "infer" / "tiny.nli.base.test.tsv", sep="\t")
     row = compute[(compute.rule == "infer") & (compute.job == "tiny.nli.base")].iloc[0]
     assert row.seconds == pytest.approx(record.s[0]) and row.conditions == "base"
     # the 2-shot teacher of NLI serves Distilled and distilled_lam01
@@ -155,16 +155,16 @@ def test_every_job_has_a_benchmark_record_and_the_compute_table_sums_them(finish
 
 
 def test_prompts_predictions_and_metrics_are_per_language(finished_run):
-    base = finished_run / "results" / "tiny"
+    results = finished_run / "results"
     # one file per language, and the folder's manifest (written last)
-    assert sorted(p.name for p in (base / "pa" / "prompts" / "2shot").glob("*.json")) == [
+    assert sorted(p.name for p in (results / "prompts/test/tiny/pa/2shot").glob("*.json")) == [
         "MANIFEST.json",
         *(f"{lang}.json" for lang in sorted(["en", "es", "de", "fr", "zh"])),
     ]
-    assert sorted(p.name for p in (base / "qa" / "base" / "predictions").glob("*.jsonl")) == [
+    assert sorted(p.name for p in (results / "predictions/test/tiny/qa/base").glob("*.jsonl")) == [
         f"{lang}.jsonl" for lang in sorted(["en", "hi", "es", "de", "zh"])
     ]
-    assert (base / "ner" / "fewshot" / "metrics" / "zh.json").is_file()
+    assert (results / "metrics/test/tiny/ner/fewshot/zh.json").is_file()
 
 
 def test_second_run_has_nothing_to_do_and_report_renders(finished_run):
@@ -228,7 +228,7 @@ def test_teacher_cache_is_computed_once_per_task_and_shots(finished_run):
     assert logs == sorted(f"tiny.{t}.{s}shot.log" for t in ("nli", "pa", "qa", "ner", "pos") for s in (0, 2))
     snakemake_logs = "".join(p.read_text() for p in (finished_run / ".snakemake" / "log").glob("*.log"))
     assert snakemake_logs.count("rule teacher_cache:") == 10
-    trained = finished_run / "results" / "tiny" / "ner" / "distilled_lam01"
+    trained = finished_run / "results/training/tiny/ner/distilled_lam01"
     assert (trained / "adapter" / "adapter_model.safetensors").is_file()
     assert (trained / "train_log.csv").read_text().splitlines()[1].split(",")[4] == "0.1"
 

@@ -149,7 +149,6 @@ def test_every_rule_script_has_an_env_and_every_env_a_rule():
     rules = rule_envs()
     assert {script.name for script, _ in rules.values()} == {p.name for p in SCRIPTS.glob("*.py")}
     assert rules["infer"][1] == {"inference.yaml", "vllm.yaml"}
-    assert rules["score_select"] == rules["score_cell"]
     used = set().union(*(envs for _, envs in rules.values()))
     assert used == {env.name for env in all_envs()}
 

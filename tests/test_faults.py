@@ -341,8 +341,8 @@ def test_training_on_a_truncated_teacher_cache_fails_naming_it_and_removes_it(ti
 
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-TEACHER = "results/tiny/nli/teacher/2shot.safetensors"
-ADAPTER = "results/tiny/nli/distilled/adapter"
+TEACHER = "results/teacher/tiny/nli/2shot.safetensors"
+ADAPTER = "results/training/tiny/nli/distilled/adapter"
 
 
 def _snakemake(workdir: Path, *targets: str) -> subprocess.CompletedProcess:

@@ -236,25 +236,25 @@ def test_a_reading_job_names_the_file_and_marks_the_folder_out_of_date(tmp_path)
 def test_failing_folders_of_the_grid_are_marked_out_of_date_with_a_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for model, task, condition in [("tiny", "nli", "base"), ("tiny", "ner", "base"), ("other", "nli", "base")]:
-        with staged_dir(f"results/{model}/{task}/{condition}/predictions") as out:
+        with staged_dir(f"results/predictions/test/{model}/{task}/{condition}") as out:
             (out / "en.jsonl").write_bytes(b"{}\n")
-    (Path("results/tiny/nli/base/predictions/MANIFEST.json")).unlink()
-    (Path("results/other/nli/base/predictions/MANIFEST.json")).unlink()
-    pattern = "results/{model}/{task}/{condition}/predictions"
+    (Path("results/predictions/test/tiny/nli/base/MANIFEST.json")).unlink()
+    (Path("results/predictions/test/other/nli/base/MANIFEST.json")).unlink()
+    pattern = "results/predictions/test/{model}/{task}/{condition}"
     found = fingerprint.pattern_folders(pattern, {"model": ["tiny"], "task": ["nli", "ner"]})
-    assert found == [Path("results/tiny/ner/base/predictions"), Path("results/tiny/nli/base/predictions")]
+    assert found == [Path("results/predictions/test/tiny/ner/base"), Path("results/predictions/test/tiny/nli/base")]
     said = []
     marked = fingerprint.mark_failing_outdated(found, said.append)
     assert marked == [
-        (Path("results/tiny/nli/base/predictions"), "no MANIFEST.json (unfinished, or written by an older version)")
+        (Path("results/predictions/test/tiny/nli/base"), "no MANIFEST.json (unfinished, or written by an older version)")
     ]
     assert said == [
-        "results/tiny/nli/base/predictions fails its manifest: no MANIFEST.json (unfinished, or written by an "
+        "results/predictions/test/tiny/nli/base fails its manifest: no MANIFEST.json (unfinished, or written by an "
         "older version); marked out of date, so the job that writes it runs again"
     ]
-    assert Path("results/tiny/nli/base/predictions").stat().st_mtime == 1
-    assert Path("results/tiny/ner/base/predictions").stat().st_mtime > 1
-    assert Path("results/other/nli/base/predictions").stat().st_mtime > 1  # not this grid's: left alone
+    assert Path("results/predictions/test/tiny/nli/base").stat().st_mtime == 1
+    assert Path("results/predictions/test/tiny/ner/base").stat().st_mtime > 1
+    assert Path("results/predictions/test/other/nli/base").stat().st_mtime > 1  # not this grid's: left alone
 
 
 # -- the workflow: what a dry run plans after a change --------------------------------------------
@@ -399,7 +399,7 @@ def test_replacing_a_file_of_the_local_model_folder_reruns_that_models_jobs(fini
 
 @pytest.mark.slow
 def test_a_truncated_adapter_is_retrained_not_used(copy_of):
-    adapter = copy_of / "results" / "tiny" / "nli" / "finetuned" / "adapter"
+    adapter = copy_of / "results/training/tiny/nli/finetuned/adapter"
     weights = adapter / "adapter_model.safetensors"
     full = weights.read_bytes()
     weights.write_bytes(full[: len(full) // 2])
@@ -415,19 +415,19 @@ def test_a_truncated_adapter_is_retrained_not_used(copy_of):
 
 @pytest.mark.slow
 def test_a_folder_without_or_with_a_broken_manifest_reruns(copy_of, tmp_path):
-    (copy_of / "results" / "tiny" / "ner" / "base" / "predictions" / "MANIFEST.json").unlink()
+    (copy_of / "results/predictions/test/tiny/ner/base/MANIFEST.json").unlink()
     assert planned(copy_of) == jobs(infer=1, score_cell=2)
-    assert planned_outputs(copy_of, "infer") == ["results/tiny/ner/base/predictions"]
+    assert planned_outputs(copy_of, "infer") == ["results/predictions/test/tiny/ner/base"]
     # a broken manifest in a prompts folder: the prompts, and every evaluation that reads them
-    (copy_of / "results" / "tiny" / "nli" / "prompts" / "0shot" / "MANIFEST.json").write_text("{")
+    (copy_of / "results/prompts/test/tiny/nli/0shot/MANIFEST.json").write_text("{")
     counts = planned(copy_of)
     assert counts == jobs(build_prompts=1, infer=4, score_cell=8)
-    assert (copy_of / "results" / "tiny" / "nli" / "prompts" / "0shot").stat().st_mtime == 1
+    assert (copy_of / "results/prompts/test/tiny/nli/0shot").stat().st_mtime == 1
 
 
 @pytest.mark.slow
 def test_a_same_size_edit_with_its_mtime_put_back_is_seen_before_the_run(copy_of):
-    predictions = copy_of / "results" / "tiny" / "nli" / "base" / "predictions"
+    predictions = copy_of / "results/predictions/test/tiny/nli/base"
     path = predictions / "de.jsonl"
     stat = path.stat()
     path.write_bytes(path.read_bytes().replace(b'"id"', b'"ID"', 1))
@@ -440,15 +440,15 @@ def test_a_same_size_edit_with_its_mtime_put_back_is_seen_before_the_run(copy_of
 
 @pytest.mark.slow
 def test_damage_no_check_before_the_run_sees_fails_the_reader_naming_the_file(copy_of):
-    predictions = copy_of / "results" / "tiny" / "nli" / "base" / "predictions"
+    predictions = copy_of / "results/predictions/test/tiny/nli/base"
     rot(predictions, "de.jsonl")
     assert planned(copy_of) == {}
-    (copy_of / "results" / "tiny" / "nli" / "base" / "metrics" / "de.json").unlink()
-    failed = snakemake(copy_of, "--cores", "1", "results/tiny/nli/base/metrics/de.json", check=False)
+    (copy_of / "results/metrics/test/tiny/nli/base/de.json").unlink()
+    failed = snakemake(copy_of, "--cores", "1", "results/metrics/test/tiny/nli/base/de.json", check=False)
     assert failed.returncode != 0
-    log = (copy_of / "results" / "logs" / "score_cell" / "tiny.nli.base.de.log").read_text()
-    assert "results/tiny/nli/base/predictions/de.jsonl: SHA-256" in log
-    assert "results/tiny/nli/base/predictions is marked out of date" in log
+    log = (copy_of / "results" / "logs" / "score_cell" / "tiny.nli.base.de.test.log").read_text()
+    assert "results/predictions/test/tiny/nli/base/de.jsonl: SHA-256" in log
+    assert "results/predictions/test/tiny/nli/base is marked out of date" in log
     # not used: the next run writes the predictions again and scores them
     assert planned(copy_of) == jobs(infer=1, score_cell=2)
 

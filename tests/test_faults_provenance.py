@@ -88,11 +88,11 @@ def test_a_changed_lambda_whose_training_fails_leaves_its_old_cells_stale(tiny_m
     config["conditions"] = {k: config["conditions"][k] for k in ("base", "distilled")}
     write_config(tmp_path, config)
     _snakemake(tmp_path, "--cores", "2")
-    old = json.loads((tmp_path / "results/tiny/pa/distilled/metrics/de.json").read_text())
+    old = json.loads((tmp_path / "results/metrics/test/tiny/pa/distilled/de.json").read_text())
 
     config["conditions"]["distilled"]["lambda"] = 0.25
     write_config(tmp_path, config)
-    cache = tmp_path / "results/tiny/pa/teacher/2shot.safetensors"
+    cache = tmp_path / "results/teacher/tiny/pa/2shot.safetensors"
     cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
     result = subprocess.run(
         [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path)]
@@ -105,7 +105,7 @@ def test_a_changed_lambda_whose_training_fails_leaves_its_old_cells_stale(tiny_m
     assert result.returncode != 0
     assert "2 of 4 cells finished, 2 stale" in result.stderr, result.stderr[-3000:]
     # the old λ's file is untouched (it is what a careless report would show)
-    assert json.loads((tmp_path / "results/tiny/pa/distilled/metrics/de.json").read_text()) == old
+    assert json.loads((tmp_path / "results/metrics/test/tiny/pa/distilled/de.json").read_text()) == old
     cells = pd.read_csv(tmp_path / "results" / "partial" / "cells.csv")
     status = dict(zip(cells["condition"] + "/" + cells["language"], cells["status"], strict=True))
     assert status == {"base/en": "finished", "base/de": "finished", "distilled/en": "stale", "distilled/de": "stale"}

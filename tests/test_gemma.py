@@ -69,7 +69,7 @@ def gemma_run(tmp_path_factory):
 def test_gemma_slice_runs_with_plain_text_prompts(gemma_run):
     model = gemma_run / "results" / "models" / "gemma-3-270m"
     assert (model / "config.json").exists() and not list(model.parent.glob("*.gguf-src"))
-    prompts = json.loads((gemma_run / "results/gemma-3-270m/nli/prompts/0shot/de.json").read_text())
+    prompts = json.loads((gemma_run / "results/prompts/test/gemma-3-270m/nli/0shot/de.json").read_text())
     assert prompts["meta"]["chat_template"] is False
     assert prompts["examples"][0]["suffix"].endswith("Answer:")
     cells = pd.read_csv(gemma_run / "results" / "tables" / "cells.csv")

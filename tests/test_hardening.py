@@ -474,8 +474,8 @@ def interrupted(tiny_model_dir, tmp_path_factory):
     try:
         # 1. killed as soon as its first inference job has started
         infer_log = _kill_when(b, logs / "B1.out", lambda: next(iter(sorted(b.glob("results/logs/infer/*.log"))), None))
-        _, task, condition = infer_log.stem.split(".")
-        predictions = b / "results" / "tiny" / task / condition / "predictions"
+        _, task, condition, split = infer_log.stem.split(".")
+        predictions = b / "results" / "predictions" / split / "tiny" / task / condition
         seen["infer_log"] = infer_log.read_text(encoding="utf-8")
         seen["predictions_after_kill"] = predictions.exists()
         seen["logs_after_kill"] = sorted(b.glob("results/logs/*/*.log"))
@@ -495,7 +495,7 @@ def interrupted(tiny_model_dir, tmp_path_factory):
 
         # 4. killed after a training job's first checkpoint, before its adapter is written
         def checkpointed():
-            steps = b.glob("results/tiny/*/*/adapter.checkpoints/step-*")
+            steps = b.glob("results/training/tiny/*/*/adapter.checkpoints/step-*")
             return next((s for s in sorted(steps) if not (s.parent.parent / "adapter").exists()), None)
 
         for attempt in range(3):  # a kill that lands after the job finished is tried again
@@ -579,7 +579,7 @@ def test_the_interrupted_run_completes_with_byte_identical_results(interrupted):
         a / "results" / "tables" / "cells.csv"
     ).read_bytes()
     # and beneath the table: every prediction (loglik scores included) and every trained weight
-    counts = {"results/tiny/*/*/predictions/*.jsonl": 12, "results/tiny/*/*/adapter/adapter_model.safetensors": 4}
+    counts = {"results/predictions/test/tiny/*/*/*.jsonl": 12, "results/training/tiny/*/*/adapter/adapter_model.safetensors": 4}
     for pattern, count in counts.items():
         assert _files(b, pattern) == _files(a, pattern)
         assert len(_files(a, pattern)) == count

@@ -423,27 +423,27 @@ def test_a_run_downloads_first_and_its_jobs_load_the_hub_model_offline(tmp_path,
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return result.stdout + result.stderr
 
-    run("results/hubby/pa/prompts/0shot")
+    run("results/prompts/test/hubby/pa/0shot")
     marker_path = workdir / "results/downloads/models/hubby.json"
     marker = json.loads(marker_path.read_text())
     assert marker == {"repo_id": "icl-test/tiny", "revision": "v1", "commit": V1}
-    log = (workdir / "results/logs/build_prompts/hubby.pa.0shot.log").read_text()
+    log = (workdir / "results/logs/build_prompts/hubby.pa.0shot.test.log").read_text()
     assert f"Hugging Face Hub offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1); cache {home}" in log, log
     # v1's config (main's model reads 4096 tokens)
-    prompts = json.loads((workdir / "results/hubby/pa/prompts/0shot/de.json").read_text())
+    prompts = json.loads((workdir / "results/prompts/test/hubby/pa/0shot/de.json").read_text())
     assert prompts["meta"]["context_length"] == 1024
     # the GPU stages: the Distilled condition's teacher cache, training and inference of the
     # trained model, and Few-Shot inference, each loading the hub model from the cache offline
-    run("results/hubby/pa/distilled/predictions", "results/hubby/pa/fewshot/predictions")
+    run("results/predictions/test/hubby/pa/distilled", "results/predictions/test/hubby/pa/fewshot")
     for job in (
         "teacher_cache/hubby.pa.2shot",
         "train/hubby.pa.distilled",
-        "infer/hubby.pa.distilled",
-        "infer/hubby.pa.fewshot",
+        "infer/hubby.pa.distilled.test",
+        "infer/hubby.pa.fewshot.test",
     ):
         log = (workdir / f"results/logs/{job}.log").read_text()
         assert f"Hugging Face Hub offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1); cache {home}" in log, (job, log)
-    target = "results/hubby/pa/prompts/0shot"
+    target = "results/prompts/test/hubby/pa/0shot"
     # a newer marker with the same content: nothing that loads the model reruns
     os.utime(marker_path, (marker_path.stat().st_mtime + 3600,) * 2)
     assert "Nothing to be done" in run("-n", target)

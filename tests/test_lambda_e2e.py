@@ -5,6 +5,7 @@ each dynamic-λ strategy trained with its λ_eff logged, and the report's sectio
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -81,7 +82,7 @@ def test_reused_members_are_scored_from_the_run_they_reuse(lambda_run):
     that condition's cells row by row."""
     results = lambda_run / "results"
     jobs = job_records(lambda_run)
-    made = [out for out, (rule, _) in jobs.items() if rule in ("train", "infer", "infer_select")]
+    made = [out for out, (rule, _) in jobs.items() if rule in ("train", "infer")]
     assert any("/finetuned/" in out for out in made)
     cells = pd.read_csv(results / "tables" / "cells.csv")
 
@@ -90,28 +91,28 @@ def test_reused_members_are_scored_from_the_run_they_reuse(lambda_run):
         return rows.sort_values(["language", "metric"]).reset_index(drop=True)
 
     for (task, member), run in REUSED.items():
-        assert not [out for out in made if f"/{task}/{member}/" in out], member
-        assert not (results / "tiny" / task / member / "adapter").exists()
-        assert not (results / "tiny" / task / member / "predictions").exists()
+        assert not [out for out in made if re.search(rf"/{task}/{re.escape(member)}(/|$)", out)], member
+        assert not (results / "training" / "tiny" / task / member).exists()
+        assert not list(results.glob(f"predictions/*/tiny/{task}/{member}"))
         for lang in ("en", "de"):
-            rule, inputs = jobs[f"results/tiny/{task}/{member}/metrics/{lang}.json"]
-            assert rule == "score_cell" and f"results/tiny/{task}/{run}/predictions" in inputs, (member, inputs)
+            rule, inputs = jobs[f"results/metrics/test/tiny/{task}/{member}/{lang}.json"]
+            assert rule == "score_cell" and f"results/predictions/test/tiny/{task}/{run}" in inputs, (member, inputs)
         if "@lam=" in member:  # a sweep member is also scored on dev, for the choice of λ
-            rule, inputs = jobs[f"results/tiny/{task}/{member}/select/metrics/en.json"]
-            assert rule == "score_select" and f"results/tiny/{task}/{run}/select/predictions" in inputs
+            rule, inputs = jobs[f"results/metrics/select/tiny/{task}/{member}/en.json"]
+            assert rule == "score_cell" and f"results/predictions/select/tiny/{task}/{run}" in inputs
         reused = cell_rows(task, run)
         assert len(reused) >= 2
         pd.testing.assert_frame_equal(cell_rows(task, member), reused)
     # the sweep members trained on their own are scored from their own predictions
-    rule, inputs = jobs["results/tiny/nli/distilled@lam=0.1/metrics/en.json"]
-    assert "results/tiny/nli/distilled@lam=0.1/predictions" in inputs
+    rule, inputs = jobs["results/metrics/test/tiny/nli/distilled@lam=0.1/en.json"]
+    assert "results/predictions/test/tiny/nli/distilled@lam=0.1" in inputs
 
 
 def test_best_lambda_is_chosen_on_dev_and_reports_that_members_test_cells(lambda_run):
     results = lambda_run / "results"
     cells = pd.read_csv(results / "tables" / "cells.csv")
     for task in ("nli", "ner"):
-        selection = json.loads((results / "tiny" / task / "distilled-best" / "selection.json").read_text())
+        selection = json.loads((results / "selection" / "tiny" / task / "distilled-best.json").read_text())
         assert selection["languages"] == ["en"] and len(selection["candidates"]) == 3
         best_dev = max(c["dev_score"] for c in selection["candidates"])
         chosen = selection["chosen"]
@@ -168,6 +169,7 @@ def test_changing_one_sweep_value_replans_only_that_member(lambda_run, tiny_mode
     table = out[out.index("Job stats:") :].split("\n\n")[0].splitlines()
     counts = {p[0]: int(p[1]) for p in (line.split() for line in table) if len(p) == 2 and p[1].isdigit()}
     # λ = 0.2 trains and is evaluated (test and dev) per task; the choice and best cells follow
-    assert counts["train"] == 2 and counts["infer"] == 2 and counts["infer_select"] == 2
-    assert counts["score_cell"] == 4 and counts["select_lambda"] == 2 and counts["best_cell"] == 4
+    assert counts["train"] == 2 and counts["infer"] == 2 + 2  # test and select split, per task
+    assert out.count("output: results/predictions/select/tiny/") == 2
+    assert counts["score_cell"] == 4 + 2 and counts["select_lambda"] == 2 and counts["best_cell"] == 4
     assert "teacher_cache" not in counts and "prepare_split" not in counts

@@ -77,7 +77,7 @@ def test_cut_inputs_are_counted_in_cells_and_the_report(tiny_model_dir, tmp_path
     cells = pd.read_csv(tmp_path / "results" / "tables" / "cells.csv")
     counts = cells.drop_duplicates(["language"]).set_index("language")["over_length"]
     predictions = {
-        lang: read_jsonl(tmp_path / f"results/tiny/qa/base/predictions/{lang}.jsonl") for lang in ("en", "de")
+        lang: read_jsonl(tmp_path / f"results/predictions/test/tiny/qa/base/{lang}.jsonl") for lang in ("en", "de")
     }
     for lang in ("en", "de"):
         assert counts[lang] == sum(1 for p in predictions[lang] if p.get("cut_chars")) > 0

@@ -21,19 +21,19 @@ total        3
 [Mon Nov 30 06:20:44 2026]
 rule infer:
     input: results/downloads/models/m.v2.json
-    output: results/m.v2/nli/base/predictions
-    log: results/logs/infer/m.v2.nli.base.log
+    output: results/predictions/test/m.v2/nli/base
+    log: results/logs/infer/m.v2.nli.base.test.log
     jobid: 7
-    benchmark: results/benchmarks/infer/m.v2.nli.base.tsv
-    reason: Missing output files: results/m.v2/nli/base/predictions
-    wildcards: model=m.v2, task=nli, condition=base
+    benchmark: results/benchmarks/infer/m.v2.nli.base.test.tsv
+    reason: Missing output files: results/predictions/test/m.v2/nli/base
+    wildcards: split=test, model=m.v2, task=nli, condition=base
     resources: tmpdir=/tmp, mem_mb=40000, mem=40 GB, runtime=90, cpus_per_task=8, gpu=2, gpu_model=a100
 Shell command: None
 
 [Mon Nov 30 06:20:44 2026]
 rule infer:
-    benchmark: results/benchmarks/infer/m.nli.base.tsv
-    wildcards: model=m, task=nli, condition=base
+    benchmark: results/benchmarks/infer/m.nli.base.test.tsv
+    wildcards: split=test, model=m, task=nli, condition=base
     resources: tmpdir=/tmp, mem_mb=16000, runtime=30, cpus_per_task=4, gpu=1, gpu_model=
 
 [Mon Nov 30 06:20:44 2026]
@@ -44,7 +44,7 @@ rule train:
 
 [Mon Nov 30 06:20:44 2026]
 localrule collect_cells:
-    input: results/m/nli/base/metrics/en.json
+    input: results/metrics/test/m/nli/base/en.json
     resources: tmpdir=/tmp
 """
 
@@ -57,9 +57,9 @@ def _record(path: Path, seconds: float) -> None:
 def test_the_dry_run_text_is_parsed_job_by_job():
     jobs = parse_dry_run(DRY_RUN)
     assert [j.rule for j in jobs] == ["infer", "infer", "train", "collect_cells"]
-    assert jobs[0].wildcards == {"model": "m.v2", "task": "nli", "condition": "base"}
+    assert jobs[0].wildcards == {"split": "test", "model": "m.v2", "task": "nli", "condition": "base"}
     assert (jobs[0].gpus, jobs[0].runtime_minutes, jobs[0].resources["gpu_model"]) == (2, 90.0, "a100")
-    assert jobs[0].benchmark == "results/benchmarks/infer/m.v2.nli.base.tsv"
+    assert jobs[0].benchmark == "results/benchmarks/infer/m.v2.nli.base.test.tsv"
     assert (jobs[3].gpus, jobs[3].benchmark) == (0, None)
 
 
@@ -77,11 +77,11 @@ def test_requested_gpu_hours_without_records_and_no_estimate():
 def test_the_estimate_is_planned_jobs_times_gpus_times_the_mean_recorded_time(tmp_path):
     records = tmp_path / "results" / "benchmarks"
     # m's finished inference jobs (not in the plan any more) took 30 and 60 min: mean 45 min
-    _record(records / "infer" / "m.pa.base.tsv", 1800)
-    _record(records / "infer_select" / "m.nli.distilled_lam01.tsv", 3600)
+    _record(records / "infer" / "m.pa.base.test.tsv", 1800)
+    _record(records / "infer" / "m.nli.distilled_lam01.select.tsv", 3600)  # dev rows, λ choice
     # m.v2's record starts with "m." too: it is m.v2's (the longest id), 2 GPUs x 2 h
-    _record(records / "infer" / "m.v2.pa.base.tsv", 7200)
-    _record(records / "infer" / "other.nli.base.tsv", 99999)  # no planned model: ignored
+    _record(records / "infer" / "m.v2.pa.base.test.tsv", 7200)
+    _record(records / "infer" / "other.nli.base.test.tsv", 99999)  # no planned model: ignored
     rows = {(r["model"], r["stage"]): r for r in gpu_hours(parse_dry_run(DRY_RUN), records)}
     assert rows["m", "inference"]["records"] == 2 and rows["m", "inference"]["estimated"] == pytest.approx(0.75)
     assert rows["m.v2", "inference"]["records"] == 1 and rows["m.v2", "inference"]["estimated"] == pytest.approx(4.0)

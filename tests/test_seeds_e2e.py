@@ -6,6 +6,7 @@ and adding a seed training only that seed."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 
 import numpy as np
@@ -45,7 +46,7 @@ def seeds_run(tiny_model_dir, tmp_path_factory):
 
 
 def _metrics(workdir, task, condition, lang):
-    path = workdir / "results" / "tiny" / task / condition / "metrics" / f"{lang}.json"
+    path = workdir / "results" / "metrics" / "test" / "tiny" / task / condition / f"{lang}.json"
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -67,7 +68,7 @@ def test_one_run_per_condition_and_seed(seeds_run):
     assert trained == {f"tiny.{t}.{c}@seed={s}" for t in ("nli", "ner") for c in TRAINED for s in (0, 1)}
     # one teacher cache per (task, shots), shared by every seed
     assert len(list((seeds_run / "results" / "logs" / "teacher_cache").glob("*.log"))) == 4
-    models = seeds_run / "results" / "tiny" / "ner"
+    models = seeds_run / "results" / "training" / "tiny" / "ner"
     weights = [(models / f"finetuned@seed={s}" / "adapter" / "adapter_model.safetensors").read_bytes() for s in (0, 1)]
     assert weights[0] != weights[1]  # the seed changes the run (LoRA initialisation, data order)
 
@@ -110,8 +111,8 @@ def test_lambda_zero_member_is_fine_tuned_seed_by_seed(seeds_run):
     its own is trained or generated, and Snakemake scored its seed-s cells from Fine-Tuned's
     seed-s predictions, not another seed's."""
     jobs = job_records(seeds_run)
-    made = {out for out, (rule, _) in jobs.items() if rule in ("train", "infer", "infer_select")}
-    assert made and not [out for out in made if "distilled@lam=0@" in out or "distilled@lam=0/" in out]
+    made = {out for out, (rule, _) in jobs.items() if rule in ("train", "infer")}
+    assert made and not [out for out in made if re.search(r"distilled@lam=0(@|/|$)", out)]
     cells = pd.read_csv(seeds_run / "results" / "tables" / "cells.csv")
 
     def seed_cells(task, condition):
@@ -120,12 +121,13 @@ def test_lambda_zero_member_is_fine_tuned_seed_by_seed(seeds_run):
 
     for task in ("nli", "ner"):
         for seed in (0, 1):
-            member = seeds_run / "results" / "tiny" / task / f"distilled@lam=0@seed={seed}"
-            assert not (member / "adapter").exists() and not (member / "predictions").exists()
+            member = f"tiny/{task}/distilled@lam=0@seed={seed}"
+            assert not (seeds_run / "results/training" / member).exists()
+            assert not list((seeds_run / "results/predictions").glob(f"*/{member}"))
             for lang in ("en", "de"):
-                rule, inputs = jobs[f"results/tiny/{task}/distilled@lam=0@seed={seed}/metrics/{lang}.json"]
+                rule, inputs = jobs[f"results/metrics/test/tiny/{task}/distilled@lam=0@seed={seed}/{lang}.json"]
                 assert rule == "score_cell"
-                assert f"results/tiny/{task}/finetuned@seed={seed}/predictions" in inputs, inputs
+                assert f"results/predictions/test/tiny/{task}/finetuned@seed={seed}" in inputs, inputs
             # and its cells are that seed's Fine-Tuned cells, row by row
             fine_tuned = seed_cells(task, f"finetuned@seed={seed}")
             assert len(fine_tuned) >= 2

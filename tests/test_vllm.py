@@ -272,7 +272,7 @@ def test_grid_with_vllm_backend_equals_hf_backend(tmp_path_factory):
         runs[backend] = workdir
         assert (workdir / "results" / "RESULTS.md").exists(), backend
     config = _grid_config(model, "hf")
-    results = Path("results/tiny")
+    results = Path("results/predictions/test/tiny")
     for task in ("nli", "ner"):
         settings = {
             "scoring": config["scoring"].get(task, "generate"),
@@ -280,14 +280,14 @@ def test_grid_with_vllm_backend_equals_hf_backend(tmp_path_factory):
         }
         for condition in ("base", "fewshot", "finetuned", "distilled"):
             for lang in ("en", "de"):
-                rel = results / task / condition / "predictions" / f"{lang}.jsonl"
+                rel = results / task / condition / f"{lang}.jsonl"
                 got = read_jsonl(runs["vllm"] / rel)
                 if condition == "distilled":
-                    adapter = runs["vllm"] / results / task / condition / "adapter"
+                    adapter = runs["vllm"] / "results/training/tiny" / task / condition / "adapter"
                     shots = 0
                     prompts = PromptSet.from_json(
                         json.loads(
-                            (runs["vllm"] / results / task / "prompts" / f"{shots}shot" / f"{lang}.json").read_text()
+                            (runs["vllm"] / "results/prompts/test/tiny" / task / f"{shots}shot" / f"{lang}.json").read_text()
                         )
                     )
                     rows = read_jsonl(runs["vllm"] / "results" / "data" / task / f"test.{lang}.jsonl")
@@ -300,7 +300,7 @@ def test_grid_with_vllm_backend_equals_hf_backend(tmp_path_factory):
         # the teacher caches are interchangeable: same layout and quantity, close values
         tensors = {}
         for backend, workdir in runs.items():
-            with safe_open(str(workdir / results / task / "teacher" / "2shot.safetensors"), framework="pt") as f:
+            with safe_open(str(workdir / "results/teacher/tiny" / task / "2shot.safetensors"), framework="pt") as f:
                 header = json.loads(f.metadata()["header"])
                 assert header["quantity"] == "logits" and header["backend"] == backend
                 tensors[backend] = {name: f.get_tensor(name) for name in ("values", "ids", "offsets", "answer_ids")}

@@ -16,6 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .layout import SELECT_SPLIT
+
 #: the stage of each rule, in pipeline order
 STAGES = {
     "convert_gguf_model": "model",
@@ -23,15 +25,11 @@ STAGES = {
     "draw_demonstrations": "data",
     "select_training_rows": "data",
     "build_prompts": "prompts",
-    "build_select_prompts": "prompts",
     "infer": "inference",
-    "infer_select": "inference",
     "teacher_cache": "teacher",
     "train": "training",
     "score_cell": "metrics",
     "seed_cell": "metrics",
-    "score_select": "metrics",
-    "seed_select": "metrics",
     "select_lambda": "metrics",
     "best_cell": "metrics",
     "run_record": "report",
@@ -78,7 +76,7 @@ def job_tokens(rule: str, artifact: str | None) -> dict[str, float | None]:
     if not artifact or not Path(artifact).exists():
         return none
     path = Path(artifact)
-    if rule in ("infer", "infer_select"):
+    if rule == "infer":
         stats = json.loads((path / "stats.json").read_text(encoding="utf-8")) if (path / "stats.json").exists() else {}
         tokens = None
         if "prompt_tokens" in stats:
@@ -213,21 +211,28 @@ def rule_summary(results: str | Path = "results") -> list[dict[str, Any]]:
     heavy = {}
     for row in read_compute(results / "tables" / "compute.csv"):
         heavy[(row["rule"], row["job"])] = row
-    out = []
+    groups: dict[str, list] = {}
     for folder in sorted(p for p in (results / "benchmarks").iterdir() if p.is_dir()):
-        records = [(p.stem, read_benchmark(p)) for p in sorted(folder.glob("*.tsv"))]
-        records = [(job, r) for job, r in records if r is not None]
-        if not records:
-            continue
-        split = [heavy.get((folder.name, job)) for job, _ in records]
+        for path in sorted(folder.glob("*.tsv")):
+            record = read_benchmark(path)
+            if record is None:
+                continue
+            # the select split's jobs (dev rows for the best λ) are a row of their own
+            label = f"{folder.name} ({SELECT_SPLIT})" if path.stem.endswith("." + SELECT_SPLIT) else folder.name
+            groups.setdefault(label, []).append((folder.name, path.stem, record))
+    out = []
+    for label, group in groups.items():
+        rule = group[0][0]
+        records = [(job, r) for _, job, r in group]
+        split = [heavy.get((rule, job)) for job, _ in records]
         known = [(r, h) for (_, r), h in zip(records, split, strict=True) if h and h["compute_seconds"] is not None]
         load = sum(h["load_seconds"] or 0.0 for _, h in known)
         work = sum(h["compute_seconds"] for _, h in known)
         wall_known = sum(r["seconds"] for r, _ in known)
         out.append(
             {
-                "stage": STAGES.get(folder.name, folder.name),
-                "rule": folder.name,
+                "stage": STAGES.get(rule, rule),
+                "rule": label,
                 "jobs": len(records),
                 "seconds": sum(r["seconds"] or 0.0 for _, r in records),
                 "max_rss_mib": max((r["max_rss_mib"] or 0.0 for _, r in records), default=None),

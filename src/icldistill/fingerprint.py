@@ -312,7 +312,7 @@ def mark_outdated(folder: str | Path) -> None:
 def pattern_folders(pattern: str, names: Mapping[str, Iterable[str]]) -> list[Path]:
     """Existing folders matching the path ``pattern`` (``{wildcard}`` fields, none spanning
     ``/``) whose wildcards take values in ``names`` (a wildcard not in ``names`` takes any
-    value); e.g. every existing ``results/{model}/{task}/{condition}/predictions`` of the
+    value); e.g. every existing ``results/predictions/{split}/{model}/{task}/{condition}`` of the
     grid's models, tasks and conditions."""
     allowed = {key: set(values) for key, values in names.items()}
     glob = re.sub(r"\{[^}]+\}", "*", pattern)

@@ -32,7 +32,7 @@ from pathlib import Path
 from .compute import read_benchmark
 
 #: the GPU rules and the stage each counts in (λ selection's dev-set inference is inference)
-GPU_RULES = {"infer": "inference", "infer_select": "inference", "teacher_cache": "teacher", "train": "training"}
+GPU_RULES = {"infer": "inference", "teacher_cache": "teacher", "train": "training"}
 
 
 @dataclass

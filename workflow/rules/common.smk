@@ -127,42 +127,42 @@ wildcard_constraints:
     scope="|".join(TASKS + ["multitask"]),
 
 
-# -- path patterns (the only place paths are spelled) --------------------------------------
-MODEL_DIR = "results/models/{model}"
-# what the download stage fetched (a hub model; a hub data set config, {dataset} an org/name id)
-DOWNLOADED_MODEL = "results/downloads/models/{model}.json"
-DOWNLOADED_DATA = "results/downloads/data/{dataset}/{subset}.json"
-DATA = "results/data/{task}/{split}.{lang}.jsonl"
-DATA_MANIFEST = "results/data/{task}/{split}.{lang}.manifest.json"
-# the demonstrations of a (task, language) at k shots: read by the prompt, teacher and training jobs
-DEMOS = "results/data/{task}/demos/{shots}shot.{lang}.json"
-# the English rows every trained condition trains on (train split minus the English demonstrations)
-TRAIN_ROWS = "results/data/{task}/train_rows.en.jsonl"
-# one job writes every language of a (model, task, ...) into these folders, as {lang}.json(l)
-PROMPTS_DIR = "results/{model}/{task}/prompts/{shots}shot"
-PREDICTIONS_DIR = "results/{model}/{task}/{condition}/predictions"
-METRICS = "results/{model}/{task}/{condition}/metrics/{lang}.json"
-TEACHER = "results/{model}/{task}/teacher/{tshots}shot.safetensors"
-# the teacher job's tokens and timings (the Compute section), beside the byte-reproducible cache
-TEACHER_STATS = "results/{model}/{task}/teacher/{tshots}shot.stats.json"
-# trained conditions: one run per task (per_task) or one over all tasks (scope "multitask")
-ADAPTER = "results/{model}/{scope}/{condition}/adapter"
-TRAIN_LOG = "results/{model}/{scope}/{condition}/train_log.csv"
-# best λ of a sweep, chosen on the dev split ("select" rows) per (model, task)
-SELECT_PROMPTS_DIR = "results/{model}/{task}/prompts/{shots}shot-select"
-SELECT_PREDICTIONS_DIR = "results/{model}/{task}/{condition}/select/predictions"
-SELECT_METRICS = "results/{model}/{task}/{condition}/select/metrics/{lang}.json"
-SELECTION = "results/{model}/{task}/{condition}/selection.json"
-CELLS = "results/tables/cells.csv"
-CONDITIONS_TABLE = "results/tables/conditions.csv"
-SELECTION_TABLE = "results/tables/selection.csv"
-TRAINING_TABLE = "results/tables/training.csv"
-PAIRED_TABLE = "results/tables/paired.csv"
-RESULTS_MD = "results/RESULTS.md"
-FIGURE = "results/figures/{name}.png"
-LOGS = "results/logs"
-#: Snakemake's benchmark record of every job (wall time, peak memory, CPU time), beside its log
-BENCH = "results/benchmarks"
+# -- path patterns: spelled once, in icldistill.layout (results/<stage>/[<split>/]<model>/...) --
+from icldistill.layout import (
+    ADAPTER,
+    BENCH,
+    CELLS,
+    COMPUTE_TABLE,
+    CONDITIONS_TABLE,
+    DATA,
+    DATA_MANIFEST,
+    DEMOS,
+    DOWNLOADED_DATA,
+    DOWNLOADED_MODEL,
+    FIGURE,
+    LOGS,
+    METRICS,
+    MODEL_DIR,
+    PAIRED_TABLE,
+    PARTIAL_DIR,
+    PREDICTIONS_DIR,
+    PROMPTS_DIR,
+    RESULTS_MD,
+    RUN_RECORD,
+    SELECT_SPLIT,
+    SELECTION,
+    SELECTION_TABLE,
+    TEACHER,
+    TEACHER_STATS,
+    TRAIN_LOG,
+    TRAIN_ROWS,
+    TRAINING_TABLE,
+)
+
+# the splits the prompt, inference and scoring rules run on ({split}): the evaluation split, and
+# the dev rows the best λ of a sweep is chosen on
+EVAL_SPLITS = list(dict.fromkeys([config["eval"]["split"], SELECT_SPLIT]))
+
 REPORT_TEMPLATE = str(Path(workflow.basedir) / "report" / "templates" / "results.md.j2")
 # the report sections' partials the template imports: an edited one re-renders the report
 REPORT_PARTIALS = sorted(
@@ -199,6 +199,7 @@ def model_fingerprint(wildcards):
 # not rerun while what depends on it is up to date). Only in the process that plans the run (not
 # in cluster jobs re-reading the Snakefile); a dry run marks them too, so that it shows the reruns.
 GRID_NAMES = {
+    "split": EVAL_SPLITS,
     "model": MODELS,
     "task": TASKS,
     "condition": CONDITIONS,
@@ -209,8 +210,6 @@ FOLDER_OUTPUTS = {
     PROMPTS_DIR: GRID_NAMES,
     PREDICTIONS_DIR: GRID_NAMES,
     ADAPTER: GRID_NAMES,
-    SELECT_PROMPTS_DIR: GRID_NAMES,
-    SELECT_PREDICTIONS_DIR: GRID_NAMES,
 }
 if workflow.is_main_process:
     fingerprint.mark_failing_outdated(
@@ -317,14 +316,19 @@ def condition_shots(wildcards):
     return GRID.shots(wildcards.condition, wildcards.task)
 
 
-def languages_of(wildcards):
+def split_languages(wildcards):
+    """The languages of a (split, task): the task's evaluated languages on the evaluation
+    split, the selection languages (``selection.languages``) on the select split."""
+    if wildcards.split == SELECT_SPLIT:
+        return selection_languages(config, wildcards.task)
     return task_languages(config, wildcards.task)
 
 
-def eval_data(wildcards):
+def split_data(wildcards):
+    """The prepared rows of every language of a (split, task)."""
     return [
-        DATA.format(task=wildcards.task, split=eval_split(), lang=lang)
-        for lang in languages_of(wildcards)
+        DATA.format(task=wildcards.task, split=wildcards.split, lang=lang)
+        for lang in split_languages(wildcards)
     ]
 
 
@@ -346,7 +350,11 @@ def figure_caption(name):
 def all_metrics():
     return [
         METRICS.format(
-            model=c.model, task=c.task, condition=c.condition, lang=c.language
+            split=eval_split(),
+            model=c.model,
+            task=c.task,
+            condition=c.condition,
+            lang=c.language,
         )
         for c in GRID.cells()
     ]
@@ -409,7 +417,10 @@ def answer_budget(wildcards):
 
 def condition_prompts(wildcards):
     return PROMPTS_DIR.format(
-        model=wildcards.model, task=wildcards.task, shots=condition_shots(wildcards)
+        split=wildcards.split,
+        model=wildcards.model,
+        task=wildcards.task,
+        shots=condition_shots(wildcards),
     )
 
 
@@ -494,6 +505,7 @@ def replicate_metrics(pattern):
     def inputs(wildcards):
         return [
             pattern.format(
+                split=wildcards.split,
                 model=wildcards.model,
                 task=wildcards.task,
                 condition=member,
@@ -520,7 +532,10 @@ def condition_adapter(wildcards):
 
 def condition_predictions(wildcards):
     return PREDICTIONS_DIR.format(
-        model=wildcards.model, task=wildcards.task, condition=run_of(wildcards)
+        split=wildcards.split,
+        model=wildcards.model,
+        task=wildcards.task,
+        condition=run_of(wildcards),
     )
 
 
@@ -528,28 +543,15 @@ def condition_predictions(wildcards):
 BEST = GRID.names("best")
 
 
-def select_languages(wildcards):
-    return selection_languages(config, wildcards.task)
-
-
-def select_data(wildcards):
+def sweep_metrics(wildcards, split, languages):
+    """Metrics on ``split`` of every sweep member of the best condition ``wildcards.condition``."""
     return [
-        DATA.format(task=wildcards.task, split="select", lang=lang)
-        for lang in select_languages(wildcards)
-    ]
-
-
-def select_predictions(wildcards):
-    return SELECT_PREDICTIONS_DIR.format(
-        model=wildcards.model, task=wildcards.task, condition=run_of(wildcards)
-    )
-
-
-def sweep_metrics(pattern, wildcards, languages):
-    """``pattern`` metrics of every sweep member of the best condition ``wildcards.condition``."""
-    return [
-        pattern.format(
-            model=wildcards.model, task=wildcards.task, condition=c, lang=lang
+        METRICS.format(
+            split=split,
+            model=wildcards.model,
+            task=wildcards.task,
+            condition=c,
+            lang=lang,
         )
         for c in GRID.sweep_members(wildcards.condition)
         for lang in languages
@@ -601,9 +603,6 @@ def cluster_resources(stage):
 
 
 # -- failed runs -------------------------------------------------------------------------------
-PARTIAL_DIR = "results/partial"
-
-
 def out_of_date(paths):
     """The files of ``paths`` that exist although the DAG says the job making them had to run
     and did not finish (a changed setting or input upstream, then a failure): stale, whatever
@@ -652,9 +651,6 @@ def partial_report():
 
 
 # -- compute: the heavy jobs of the grid and what each serves ------------------------------
-COMPUTE_TABLE = "results/tables/compute.csv"
-
-
 def compute_jobs():
     """Every model-conversion, inference, teacher and training job of the grid: its rule,
     benchmark record, the file holding its token count, and the reported conditions it serves
@@ -692,8 +688,10 @@ def compute_jobs():
                 run = run_of(wc)
                 add(
                     "infer",
-                    f"{BENCH}/infer/{m}.{t}.{run}.tsv",
-                    PREDICTIONS_DIR.format(model=m, task=t, condition=run),
+                    f"{BENCH}/infer/{m}.{t}.{run}.{eval_split()}.tsv",
+                    PREDICTIONS_DIR.format(
+                        split=eval_split(), model=m, task=t, condition=run
+                    ),
                     c,
                     model=display_name(config, m),
                     task=t,

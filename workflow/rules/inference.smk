@@ -1,18 +1,20 @@
 rule infer:
-    """Greedy predictions of one (model, task, condition) for all its languages; the model is
-    loaded once per job."""
+    """Greedy predictions of one (split, model, task, condition) for all its languages; the
+    model is loaded once per job."""
     input:
         model=model_input,
         downloaded=model_download,
         adapter=condition_adapter,
         prompts=condition_prompts,
-        data=eval_data,
+        data=split_data,
     output:
         predictions=directory(PREDICTIONS_DIR),
     log:
-        f"{LOGS}/infer/{{model}}.{{task}}.{{condition}}.log",
+        f"{LOGS}/infer/{{model}}.{{task}}.{{condition}}.{{split}}.log",
     benchmark:
-        f"{BENCH}/infer/{{model}}.{{task}}.{{condition}}.tsv",
+        f"{BENCH}/infer/{{model}}.{{task}}.{{condition}}.{{split}}.tsv",
+    wildcard_constraints:
+        split=one_of(EVAL_SPLITS),
     conda:
         stage_env(config["generation"]["backend"])
     threads: job_threads(config["generation"]["backend"])
@@ -21,7 +23,7 @@ rule infer:
     params:
         model_path=lambda wc: model_path(wc.model),
         model_source=model_fingerprint,
-        languages=languages_of,
+        languages=split_languages,
         settings=inference_settings,
     script:
         "../scripts/infer.py"

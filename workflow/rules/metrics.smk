@@ -1,15 +1,16 @@
 rule score_cell:
-    """The task's metrics of one cell (model, task, condition, language)."""
+    """The task's metrics of one cell (model, task, condition, language) on one split."""
     input:
         predictions=condition_predictions,
-        data=DATA.replace("{split}", eval_split()),
+        data=DATA,
     output:
         metrics=METRICS,
     log:
-        f"{LOGS}/score_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+        f"{LOGS}/score_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.{{split}}.log",
     benchmark:
-        f"{BENCH}/score_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.tsv",
+        f"{BENCH}/score_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.{{split}}.tsv",
     wildcard_constraints:
+        split=one_of(EVAL_SPLITS),
         condition=one_of(c for c in CONDITIONS if c not in BEST + REPLICATED),
     conda:
         "../../envs/data.yaml"
@@ -27,10 +28,11 @@ rule seed_cell:
     output:
         metrics=METRICS,
     log:
-        f"{LOGS}/seed_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.log",
+        f"{LOGS}/seed_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.{{split}}.log",
     benchmark:
-        f"{BENCH}/seed_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.tsv",
+        f"{BENCH}/seed_cell/{{model}}.{{task}}.{{condition}}.{{lang}}.{{split}}.tsv",
     wildcard_constraints:
+        split=one_of(EVAL_SPLITS),
         condition=one_of(REPLICATED),
     conda:
         "../../envs/data.yaml"

@@ -1,22 +1,24 @@
 rule build_prompts:
-    """Zero- or k-shot prompts of every language of one (model, task), chat-templated."""
+    """Zero- or k-shot prompts of every language of one (split, model, task), chat-templated."""
     input:
         model=model_input,
         downloaded=model_download,
-        data=eval_data,
-        demos=prompt_demos(languages_of),
+        data=split_data,
+        demos=prompt_demos(split_languages),
     output:
         prompts=directory(PROMPTS_DIR),
     log:
-        f"{LOGS}/build_prompts/{{model}}.{{task}}.{{shots}}shot.log",
+        f"{LOGS}/build_prompts/{{model}}.{{task}}.{{shots}}shot.{{split}}.log",
     benchmark:
-        f"{BENCH}/build_prompts/{{model}}.{{task}}.{{shots}}shot.tsv",
+        f"{BENCH}/build_prompts/{{model}}.{{task}}.{{shots}}shot.{{split}}.tsv",
+    wildcard_constraints:
+        split=one_of(EVAL_SPLITS),
     conda:
         "../../envs/inference.yaml"
     params:
         model_path=lambda wc: model_path(wc.model),
         model_source=model_fingerprint,
-        languages=languages_of,
+        languages=split_languages,
         template_kwargs=chat_template_kwargs,
         trust_remote_code=lambda wc: config["models"][wc.model].get(
             "trust_remote_code", False

@@ -1,7 +1,6 @@
 from icldistill import runrecord
 
 # the run record (icldistill.runrecord): commit, package versions, model, data and config hashes
-RUN_RECORD = "results/run.json"
 RUN_RECORD_CODE = [
     Path(workflow.basedir) / "src" / "icldistill" / "runrecord.py",
     Path(workflow.basedir) / "workflow" / "scripts" / "run_record.py",
