@@ -1,4 +1,4 @@
-"""Inference stage: one job per (model, task, condition), every language, model loaded once."""
+"""Inference stage: one job per (split, model, task, condition), every language, model loaded once."""
 
 from __future__ import annotations
 
