@@ -80,13 +80,18 @@ def _old_run(root: Path) -> Path:
     records = {
         "results/tiny/nli/base/metrics/en.json": {
             "rule": "score_cell",
-            "input": ["results/tiny/nli/base/predictions", "results/data/nli/test.en.jsonl"],
+            "input": ["results/data/nli/test.en.jsonl", "results/tiny/nli/base/predictions"],
             "log": ["results/logs/score_cell/tiny.nli.base.en.log"],
             "params": ["'Tiny'"],
         },
         "results/tiny/nli/distilled@lam=0.1/select/predictions": {
             "rule": "infer_select",
-            "input": ["results/tiny/nli/prompts/0shot-select", "results/training/x"],
+            # sorted, as Snakemake records them
+            "input": [
+                "results/data/nli/select.en.jsonl",
+                "results/tiny/multitask/distilled/adapter",
+                "results/tiny/nli/prompts/0shot-select",
+            ],
             "log": ["results/logs/infer_select/tiny.nli.distilled@lam=0.1.log"],
             "params": ["{'greedy': True}"],
         },
@@ -124,13 +129,18 @@ def test_every_output_log_and_record_moves_to_its_stage_first_path(tmp_path):
     score = json.loads((metadata / _key("results/metrics/test/tiny/nli/base/en.json")).read_text())
     assert score == {
         "rule": "score_cell",
-        "input": ["results/predictions/test/tiny/nli/base", "results/data/nli/test.en.jsonl"],
+        "input": ["results/data/nli/test.en.jsonl", "results/predictions/test/tiny/nli/base"],
         "log": ["results/logs/score_cell/tiny.nli.base.en.test.log"],
         "params": ["'Tiny'"],
     }
     dev = json.loads((metadata / _key("results/predictions/select/tiny/nli/distilled@lam=0.1")).read_text())
     assert dev["rule"] == "infer" and dev["params"] == ["{'greedy': True}"]
-    assert dev["input"] == ["results/prompts/select/tiny/nli/0shot", "results/training/x"]
+    # sorted again (Snakemake compares the sorted list): the moved prompts now sort first
+    assert dev["input"] == [
+        "results/data/nli/select.en.jsonl",
+        "results/prompts/select/tiny/nli/0shot",
+        "results/training/tiny/multitask/distilled/adapter",
+    ]
     assert dev["log"] == ["results/logs/infer/tiny.nli.distilled@lam=0.1.select.log"]
 
     # a second call finds nothing of the old layout: nothing moves again

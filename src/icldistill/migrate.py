@@ -181,7 +181,8 @@ def metadata_moves(metadata: Path, moves: dict[str, str], log_moves: dict[str, s
         if new_key == key:
             continue
         record = json.loads(path.read_text(encoding="utf-8"))
-        record["input"] = [remap(p, moves) for p in record.get("input") or []]
+        # Snakemake records a job's inputs sorted, and compares the lists
+        record["input"] = sorted(remap(p, moves) for p in record.get("input") or [])
         record["log"] = [log_moves.get(p, p) for p in record.get("log") or []]
         record["rule"] = MERGED_RULES.get(record.get("rule"), record.get("rule"))
         out.append((path, _record_path(metadata, new_key), record))
