@@ -96,6 +96,13 @@ def _old_run(root: Path) -> Path:
             "params": ["{'greedy': True}"],
         },
         "results/data/nli/test.en.jsonl": {"rule": "prepare_split", "input": [], "log": [], "params": ["12"]},
+        # not moved itself, but reads moved outputs
+        "results/tables/cells.csv": {
+            "rule": "collect_cells",
+            "input": ["results/tiny/nli/base/metrics/en.json", "results/tiny/nli/distilled-best/selection.json"],
+            "log": ["results/logs/collect_cells.log"],
+            "params": [],
+        },
     }
     for path, record in records.items():
         (metadata / _key(path)).write_text(json.dumps(record))
@@ -124,6 +131,7 @@ def test_every_output_log_and_record_moves_to_its_stage_first_path(tmp_path):
             "results/metrics/test/tiny/nli/base/en.json",
             "results/predictions/select/tiny/nli/distilled@lam=0.1",
             "results/data/nli/test.en.jsonl",
+            "results/tables/cells.csv",
         )
     )
     score = json.loads((metadata / _key("results/metrics/test/tiny/nli/base/en.json")).read_text())
@@ -133,6 +141,9 @@ def test_every_output_log_and_record_moves_to_its_stage_first_path(tmp_path):
         "log": ["results/logs/score_cell/tiny.nli.base.en.test.log"],
         "params": ["'Tiny'"],
     }
+    cells = json.loads((metadata / _key("results/tables/cells.csv")).read_text())
+    assert cells["input"] == ["results/metrics/test/tiny/nli/base/en.json", "results/selection/tiny/nli/distilled-best.json"]
+    assert json.loads((metadata / _key("results/data/nli/test.en.jsonl")).read_text())["params"] == ["12"]
     dev = json.loads((metadata / _key("results/predictions/select/tiny/nli/distilled@lam=0.1")).read_text())
     assert dev["rule"] == "infer" and dev["params"] == ["{'greedy': True}"]
     # sorted again (Snakemake compares the sorted list): the moved prompts now sort first

@@ -171,21 +171,21 @@ def _record_key(metadata: Path, path: Path) -> str:
 
 def metadata_moves(metadata: Path, moves: dict[str, str], log_moves: dict[str, str]) -> list[tuple[Path, Path, dict]]:
     """``(old record, new record, rewritten record)`` of every metadata record of a moved
-    output: its key, inputs, logs and rule in the new layout."""
+    output or of a job that read one: its key, inputs, logs and rule in the new layout."""
     out = []
     if not metadata.is_dir():
         return out
     for path in sorted(p for p in metadata.rglob("*") if p.is_file()):
         key = _record_key(metadata, path)
-        new_key = remap(key, moves)
-        if new_key == key:
-            continue
         record = json.loads(path.read_text(encoding="utf-8"))
+        new = dict(record)
         # Snakemake records a job's inputs sorted, and compares the lists
-        record["input"] = sorted(remap(p, moves) for p in record.get("input") or [])
-        record["log"] = [log_moves.get(p, p) for p in record.get("log") or []]
-        record["rule"] = MERGED_RULES.get(record.get("rule"), record.get("rule"))
-        out.append((path, _record_path(metadata, new_key), record))
+        new["input"] = sorted(remap(p, moves) for p in record.get("input") or [])
+        new["log"] = [log_moves.get(p, p) for p in record.get("log") or []]
+        new["rule"] = MERGED_RULES.get(record.get("rule"), record.get("rule"))
+        new_key = remap(key, moves)
+        if new_key != key or new != record:
+            out.append((path, _record_path(metadata, new_key), new))
     return out
 
 
@@ -240,7 +240,8 @@ def migrate(workdir: str | Path = ".", eval_split: str = "test", dry_run: bool =
             tmp = new_record.with_name(new_record.name + ".tmp")
             tmp.write_text(json.dumps(record), encoding="utf-8")
             tmp.replace(new_record)
-            old_record.unlink()
+            if old_record != new_record:
+                old_record.unlink()
         for old, new in [*moves.items(), *logs.items()]:
             _move(Path(old), Path(new))
         for path in sorted({Path(old).parts[1] for old in moves}):
