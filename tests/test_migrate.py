@@ -192,3 +192,43 @@ def test_it_refuses_an_unfinished_run_or_a_taken_target_and_moves_nothing(tmp_pa
         migrate(run, say=lambda line: None)
     assert _files(run) == before
     assert main([str(run)]) == 1
+
+
+def test_metrics_provenance_points_at_the_moved_inputs_and_a_stale_cell_stays_stale(tmp_path, monkeypatch):
+    """A cell records its inputs' paths and SHA-256 (icldistill.provenance); after the move each
+    fresh cell still reads as fresh through the workflow's own check (paths rewritten, and a
+    best-λ cell given the rewritten member's new hash), and a cell that was stale still is."""
+    from icldistill.provenance import provenance, stale_reason
+
+    monkeypatch.chdir(tmp_path)
+    for rel, text in {
+        "results/tiny/nli/base/predictions/en.jsonl": "p\n",
+        "results/tiny/nli/base/predictions/de.jsonl": "q\n",
+        "results/data/nli/test.en.jsonl": "d\n",
+        "results/data/nli/test.de.jsonl": "e\n",
+        "results/tiny/nli/distilled-best/selection.json": "{}\n",
+    }.items():
+        Path(rel).parent.mkdir(parents=True, exist_ok=True)
+        Path(rel).write_text(text)
+    member = Path("results/tiny/nli/base/metrics/en.json")
+    member.parent.mkdir(parents=True)
+    inputs = {"predictions": "results/tiny/nli/base/predictions/en.jsonl", "data": "results/data/nli/test.en.jsonl"}
+    member.write_text(json.dumps({"metrics": {"accuracy": 50.0}, "provenance": provenance(inputs)}))
+    best = Path("results/tiny/nli/distilled-best/metrics/en.json")
+    best.parent.mkdir(parents=True)
+    chosen = {"selection": "results/tiny/nli/distilled-best/selection.json", "chosen": str(member)}
+    best.write_text(json.dumps({"metrics": {"accuracy": 50.0}, "provenance": provenance(chosen)}))
+    stale = Path("results/tiny/nli/base/metrics/de.json")
+    inputs = {"predictions": "results/tiny/nli/base/predictions/de.jsonl", "data": "results/data/nli/test.de.jsonl"}
+    stale.write_text(json.dumps({"metrics": {"accuracy": 0.0}, "provenance": provenance(inputs)}))
+    Path("results/tiny/nli/base/predictions/de.jsonl").write_text("edited after scoring\n")
+
+    migrate(tmp_path, say=lambda line: None)
+    moved = json.loads(Path("results/metrics/test/tiny/nli/base/en.json").read_text())
+    assert moved["provenance"]["inputs"]["predictions"]["path"] == "results/predictions/test/tiny/nli/base/en.jsonl"
+    assert stale_reason(moved) is None
+    best = json.loads(Path("results/metrics/test/tiny/nli/distilled-best/en.json").read_text())
+    assert best["provenance"]["inputs"]["chosen"]["path"] == "results/metrics/test/tiny/nli/base/en.json"
+    assert stale_reason(best) is None  # the member's new hash
+    still = json.loads(Path("results/metrics/test/tiny/nli/base/de.json").read_text())
+    assert "changed after it was written" in stale_reason(still)

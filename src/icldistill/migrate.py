@@ -21,7 +21,9 @@ A layout change would otherwise rerun every job: Snakemake looks for outputs at 
 This moves each output (files and folders, their modification times kept) and rewrites
 Snakemake's metadata record of each (``.snakemake/metadata``: the key is the output path; the
 record lists the job's input and log paths), so that after the move a dry run plans only what
-the new code itself changed, and a changed setting still reruns exactly what it affects.
+the new code itself changed, and a changed setting still reruns exactly what it affects. Each
+metrics file's provenance (the paths and hashes of what it was computed from) is pointed at
+the new paths too, so that the cells still read as fresh.
 
 Usage, from the working directory (the folder holding ``results/`` and ``.snakemake/``)::
 
@@ -38,6 +40,8 @@ import sys
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from pathlib import Path
 
+from .data import write_json
+from .fingerprint import combined_hash, sha256_file
 from .layout import SELECT_SPLIT
 
 #: top-level folders of results/ that are not a model's (the previous layout's model folders
@@ -189,6 +193,50 @@ def metadata_moves(metadata: Path, moves: dict[str, str], log_moves: dict[str, s
     return out
 
 
+# -- the provenance block of each metrics file (icldistill.provenance) ---------------------------
+def rewrite_provenance(files: list[Path], moves: dict[str, str]) -> int:
+    """Point the provenance of the metrics ``files`` (already moved) at the inputs' new paths.
+
+    A cell records each input's path and SHA-256 and is stale when one is missing or differs
+    (:func:`icldistill.provenance.stale_reason`). Rewriting the paths changes a metrics file's
+    bytes, so the cells that record it as an input (a seed mean, a best-λ cell) get its new
+    hash — only where they recorded its hash before the rewrite: a cell that was stale stays
+    stale. Files are rewritten inputs first; modification times are kept. Returns the number
+    of files rewritten."""
+    records = {}
+    for path in files:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            continue  # not a metrics record (unreadable: its reader fails on it, as before the move)
+        if isinstance(record, dict) and isinstance(record.get("provenance"), dict):
+            records[path.as_posix()] = record
+    rehashed: dict[str, tuple[str, str]] = {}  # path -> (hash before, hash after)
+    pending = dict(records)
+    while pending:
+        ready = [
+            path
+            for path, record in pending.items()
+            if not any(remap(e["path"], moves) in pending for e in record["provenance"]["inputs"].values())
+        ]
+        if not ready:
+            raise MigrationError(f"metrics files record each other as inputs, e.g. {next(iter(pending))}")
+        for path in ready:
+            record = pending.pop(path)
+            entries = record["provenance"]["inputs"]
+            for entry in entries.values():
+                entry["path"] = remap(entry["path"], moves)
+                before, after = rehashed.get(entry["path"], (None, None))
+                if entry["sha256"] == before:
+                    entry["sha256"] = after
+            record["provenance"]["sha256"] = combined_hash({role: e["sha256"] for role, e in entries.items()})
+            stat, old_hash = Path(path).stat(), sha256_file(path)
+            write_json(path, record)
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            rehashed[path] = (old_hash, sha256_file(path))
+    return len(records)
+
+
 def _move(old: Path, new: Path) -> None:
     """Rename ``old`` to ``new`` keeping its modification time (Snakemake compares mtimes)."""
     stat = old.stat()
@@ -244,6 +292,7 @@ def migrate(workdir: str | Path = ".", eval_split: str = "test", dry_run: bool =
                 old_record.unlink()
         for old, new in [*moves.items(), *logs.items()]:
             _move(Path(old), Path(new))
+        cells = rewrite_provenance([Path(new) for new in moves.values() if new.endswith(".json")], moves)
         for path in sorted({Path(old).parts[1] for old in moves}):
             _prune(results / path)
         for rule in MERGED_RULES:
@@ -252,7 +301,10 @@ def migrate(workdir: str | Path = ".", eval_split: str = "test", dry_run: bool =
         if (state / "metadata").is_dir():
             for folder in (p for p in (state / "metadata").iterdir() if p.is_dir()):
                 _prune(folder)
-        say(f"moved {len(moves)} outputs, {len(logs)} logs and records, {len(records)} metadata records")
+        say(
+            f"moved {len(moves)} outputs, {len(logs)} logs and records, {len(records)} metadata records; "
+            f"{cells} metrics files point at their inputs' new paths"
+        )
         return moves
     finally:
         os.chdir(cwd)
