@@ -140,7 +140,7 @@ def test_every_job_has_a_benchmark_record_and_the_compute_table_sums_them(finish
     assert compute.seconds.gt(0).all() and compute.max_rss_mib.gt(0).all()
     assert compute.tokens.gt(0).all() and compute.tokens_per_s.gt(0).all()
     record = pd.read_csv(bench / "infer" / "tiny.nli.base.test.tsv", sep="\t")
-    row = compute[(compute.rule == "infer") & (compute.job == "tiny.nli.base")].iloc[0]
+    row = compute[(compute.rule == "infer") & (compute.job == "tiny.nli.base.test")].iloc[0]
     assert row.seconds == pytest.approx(record.s[0]) and row.conditions == "base"
     # the 2-shot teacher of NLI serves Distilled and distilled_lam01
     teacher = compute[(compute.rule == "teacher_cache") & (compute.job == "tiny.nli.2shot")].iloc[0]

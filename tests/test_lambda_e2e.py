@@ -119,7 +119,7 @@ def test_best_lambda_is_chosen_on_dev_and_reports_that_members_test_cells(lambda
         assert chosen["dev_score"] == best_dev
         # ties go to the smallest λ
         assert chosen["lambda"] == min(c["lambda"] for c in selection["candidates"] if c["dev_score"] == best_dev)
-        dev_metrics = results / "tiny" / task / chosen["condition"] / "select" / "metrics" / "en.json"
+        dev_metrics = results / "metrics" / "select" / "tiny" / task / chosen["condition"] / "en.json"
         assert json.loads(dev_metrics.read_text())["n"] == 9  # every English dev row, never test
         for lang in ("en", "de"):
             rows = cells[(cells.task == task) & (cells.language == lang)]

@@ -181,4 +181,6 @@ def test_adding_a_seed_trains_only_that_seed(seeds_run, tiny_model_dir):
         if len(line.split()) == 2 and line.split()[1].isdigit()
     }
     assert counts["train"] == 6  # 3 conditions x 2 tasks, seed 2 only
-    assert counts["infer"] == 6 and "teacher_cache" not in counts
+    # test split: 3 runs x 2 tasks; select split (the sweep's dev rows): λ 0 and λ 0.5 are
+    # Fine-Tuned's and Distilled's seed-2 runs, x 2 tasks
+    assert counts["infer"] == 6 + 4 and "teacher_cache" not in counts
