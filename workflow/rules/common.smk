@@ -499,22 +499,18 @@ def all_trained():
     ]
 
 
-def replicate_metrics(pattern):
-    """Input function: ``pattern`` metrics of every seed run of ``wildcards.condition``."""
-
-    def inputs(wildcards):
-        return [
-            pattern.format(
-                split=wildcards.split,
-                model=wildcards.model,
-                task=wildcards.task,
-                condition=member,
-                lang=wildcards.lang,
-            )
-            for member in GRID.seed_members(wildcards.condition)
-        ]
-
-    return inputs
+def replicate_metrics(wildcards):
+    """The metrics of every seed run of ``wildcards.condition`` (same split and cell)."""
+    return [
+        METRICS.format(
+            split=wildcards.split,
+            model=wildcards.model,
+            task=wildcards.task,
+            condition=member,
+            lang=wildcards.lang,
+        )
+        for member in GRID.seed_members(wildcards.condition)
+    ]
 
 
 def condition_adapter(wildcards):

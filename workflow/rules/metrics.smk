@@ -24,7 +24,7 @@ rule seed_cell:
     """The cell of a condition trained with several seeds: the mean over its seed runs, each
     seed's metrics and per-example scores kept for the two-level bootstrap."""
     input:
-        metrics=replicate_metrics(METRICS),
+        metrics=replicate_metrics,
     output:
         metrics=METRICS,
     log:
