@@ -290,6 +290,30 @@ def test_adapters_are_evaluated_unmerged_and_match_the_fp32_merge(tiny_model_dir
     assert kept > 0.99 and rounded.float().mean().item() < 0.9 * kept
 
 
+def test_the_output_layer_of_a_frozen_adapted_model_reads_contiguous_rows(tiny_model_dir, tokenizer, small_adapter):
+    """transformers hands the output layer a strided view (``hidden[:, -k:, :]``); with PEFT's
+    frozen base weights, torch's CPU bf16 ``linear`` runs such a view through a ``bmm`` that
+    copies the weight once per row (34 s instead of 0.06 s per 16-row step at Gemma-3's 262k
+    vocabulary). The backend makes the input contiguous, in generation and in scoring, with
+    the greedy outputs unchanged."""
+    from icldistill.backends.hf import HFBackend
+
+    task = get_task("nli")
+    prompts = build_prompts(tokenizer, task, read_local(MINI, "nli", "test", "de")[:4])
+    backend = HFBackend(tiny_model_dir, "bfloat16", adapter=small_adapter, progress=False)
+    head = backend.model.get_output_embeddings()
+    assert not head.weight.requires_grad  # the case that takes the slow kernel
+    seen = []
+    head.register_forward_hook(lambda module, args, out: seen.append(args[0].is_contiguous()))
+    outputs = backend.generate(prompts, [4] * 4)
+    _answer_logits(backend, prompts)
+    assert seen and all(seen), seen
+    # the hook changes the layout of the input, not the result
+    unhooked = HFBackend(tiny_model_dir, "bfloat16", adapter=small_adapter, progress=False)
+    unhooked.model.get_output_embeddings()._forward_pre_hooks.clear()
+    assert unhooked.generate(prompts, [4] * 4) == outputs
+
+
 def _weights(model_dir):
     from safetensors.torch import load_file
 
