@@ -246,7 +246,10 @@ def test_failing_folders_of_the_grid_are_marked_out_of_date_with_a_message(tmp_p
     said = []
     marked = fingerprint.mark_failing_outdated(found, said.append)
     assert marked == [
-        (Path("results/predictions/test/tiny/nli/base"), "no MANIFEST.json (unfinished, or written by an older version)")
+        (
+            Path("results/predictions/test/tiny/nli/base"),
+            "no MANIFEST.json (unfinished, or written by an older version)",
+        )
     ]
     assert said == [
         "results/predictions/test/tiny/nli/base fails its manifest: no MANIFEST.json (unfinished, or written by an "

@@ -579,7 +579,10 @@ def test_the_interrupted_run_completes_with_byte_identical_results(interrupted):
         a / "results" / "tables" / "cells.csv"
     ).read_bytes()
     # and beneath the table: every prediction (loglik scores included) and every trained weight
-    counts = {"results/predictions/test/tiny/*/*/*.jsonl": 12, "results/training/tiny/*/*/adapter/adapter_model.safetensors": 4}
+    counts = {
+        "results/predictions/test/tiny/*/*/*.jsonl": 12,
+        "results/training/tiny/*/*/adapter/adapter_model.safetensors": 4,
+    }
     for pattern, count in counts.items():
         assert _files(b, pattern) == _files(a, pattern)
         assert len(_files(a, pattern)) == count

@@ -142,7 +142,10 @@ def test_every_output_log_and_record_moves_to_its_stage_first_path(tmp_path):
         "params": ["'Tiny'"],
     }
     cells = json.loads((metadata / _key("results/tables/cells.csv")).read_text())
-    assert cells["input"] == ["results/metrics/test/tiny/nli/base/en.json", "results/selection/tiny/nli/distilled-best.json"]
+    assert cells["input"] == [
+        "results/metrics/test/tiny/nli/base/en.json",
+        "results/selection/tiny/nli/distilled-best.json",
+    ]
     assert json.loads((metadata / _key("results/data/nli/test.en.jsonl")).read_text())["params"] == ["12"]
     dev = json.loads((metadata / _key("results/predictions/select/tiny/nli/distilled@lam=0.1")).read_text())
     assert dev["rule"] == "infer" and dev["params"] == ["{'greedy': True}"]

@@ -287,7 +287,9 @@ def test_grid_with_vllm_backend_equals_hf_backend(tmp_path_factory):
                     shots = 0
                     prompts = PromptSet.from_json(
                         json.loads(
-                            (runs["vllm"] / "results/prompts/test/tiny" / task / f"{shots}shot" / f"{lang}.json").read_text()
+                            (
+                                runs["vllm"] / "results/prompts/test/tiny" / task / f"{shots}shot" / f"{lang}.json"
+                            ).read_text()
                         )
                     )
                     rows = read_jsonl(runs["vllm"] / "results" / "data" / task / f"test.{lang}.jsonl")

@@ -265,7 +265,10 @@ def migrate(workdir: str | Path = ".", eval_split: str = "test", dry_run: bool =
     try:
         if not results.is_dir():
             raise MigrationError(f"{workdir / results}: no such folder")
-        for sub, why in (("locks", "a Snakemake run holds this folder"), ("incomplete", "jobs of a run are unfinished")):
+        for sub, why in (
+            ("locks", "a Snakemake run holds this folder"),
+            ("incomplete", "jobs of a run are unfinished"),
+        ):
             if (state / sub).is_dir() and any((state / sub).iterdir()):
                 raise MigrationError(
                     f"{workdir / state / sub} is not empty: {why}; let it finish, or run `snakemake --unlock` "
