@@ -11,6 +11,8 @@ Per model it prints:
 * ``teacher``: building a top-K teacher cache at ``--shots`` shots (answer tokens/s, sequence tokens/s);
 * ``train SFT`` / ``train KD``: LoRA training steps without and with the cached teacher (tokens/s,
   s/step);
+* ``generate 0, LoRA``: zero-shot generation again, through the SFT run's adapter (unmerged, as the
+  trained conditions are evaluated: PEFT freezes the base weights, which changes torch's kernels);
 
 and the process's peak RSS for each. Uses the shipped mini data by default.
 """
@@ -38,7 +40,9 @@ def measure(job: dict) -> dict:
         from icldistill.tasks import get_task
 
         task = get_task(job["task"])
-        backend = HFBackend(model, dtype=job["dtype"], batch_size=job["batch_size"], progress=False)
+        backend = HFBackend(
+            model, dtype=job["dtype"], batch_size=job["batch_size"], adapter=job.get("adapter"), progress=False
+        )
         rows = read_jsonl(job["rows"])
         demos = read_demonstrations(job["demos"]) if job["shots"] else None
         prompts = build_prompts(backend.tokenizer, task, rows, demos)
@@ -128,6 +132,11 @@ def main() -> None:
                  "out": str(teacher), "top_k": args.top_k},
             ),
             ("train SFT", {"kind": "train SFT", "rows": str(work / "rows.jsonl"), "settings": train | {"loss": "ce"}}),
+            (
+                "generate 0, LoRA",
+                {"kind": "generate", "rows": str(work / "test.jsonl"), "demos": None, "shots": 0,
+                 "adapter": str(work / f"{name}-train-SFT")},
+            ),
             (
                 "train KD",
                 {"kind": "train KD", "rows": str(work / "rows.jsonl"), "teacher": str(teacher),
