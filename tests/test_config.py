@@ -454,9 +454,8 @@ def test_training_reads_english_data_without_english_among_the_languages(tmp_pat
     assert result.returncode == 0, result.stderr[-2000:]
     for path in ("data/nli/train.en.jsonl", "data/nli/demos/5shot.en.json", "data/nli/select.en.jsonl"):
         assert f"results/{path}" in result.stdout
-    assert not re.search(
-        r"results/metrics/test/[^/\s]+/nli/[^/\s]+/en\.json", result.stdout
-    )  # English is not evaluated
+    # English is not evaluated
+    assert not re.search(r"results/metrics/test/[^/\s]+/nli/[^/\s]+/en\.json", result.stdout)
     assert "results/metrics/test/smollm2-135m/nli/base/de.json" in result.stdout
 
 
