@@ -22,6 +22,13 @@ if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != SRC:
     )
 
 
+from icldistill import scheduler as _scheduler
+
+# one pending re-evaluation timer in Snakemake's scheduler instead of one per finished job: on a
+# grid waiting for cores, those timers cost the scheduler process a quarter of a core (see there)
+_scheduler.install()
+
+
 # declared, so that executors whose jobs do not inherit this environment pass it on
 envvars:
     "PYTHONPATH",
