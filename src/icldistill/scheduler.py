@@ -44,9 +44,10 @@ def schedule_reevaluation_once(scheduler: Any, delay: float) -> None:
 def install() -> bool:
     """Replace Snakemake's re-evaluation scheduling with :func:`schedule_reevaluation_once`;
     True if the scheduler had the method (Snakemake spells it ``_schedule_reevalutation``)."""
-    from snakemake.scheduling import job_scheduler
-
-    cls = job_scheduler.JobScheduler
+    try:
+        from snakemake.scheduling.job_scheduler import JobScheduler as cls
+    except ImportError:  # another Snakemake layout: leave it as it is
+        return False
     if not hasattr(cls, "_schedule_reevalutation"):
         return False
     cls._schedule_reevalutation = schedule_reevaluation_once
