@@ -6,7 +6,8 @@ Snakemake 9's ``JobScheduler.schedule`` ends every round in which jobs were read
 finished job adds a round of its own, so while jobs wait for cores (always, in a grid on a few
 cores) the chains add up: after n jobs, n timers wake the scheduler n times a second, and each
 round walks the ready jobs. On the default grid (627 jobs, 2 cores) the scheduler process had
-~190 live timers after 200 jobs and took a quarter of a core; it is the waiting jobs' CPU.
+~190 live timers after 200 jobs and took a quarter of a core. The default grid's wall time did
+not change with the fix (its jobs leave CPU idle between them), but the load grows with the grid.
 
 The round a timer buys is only needed once per timespan (to submit jobs the rate limit held
 back), so :func:`install` keeps one pending timer: a request while one is pending is dropped.
